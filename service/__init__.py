@@ -1,0 +1,105 @@
+"""Pollbox: embeddable polls with atomic, de-duplicated votes and live tallies."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from service import config as settings
+from service.models import utcnow
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+POSTGRES_POOL_SIZE = 10
+POSTGRES_MAX_OVERFLOW = 20
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build the app from the environment, or from `config` (tests) over safe defaults."""
+    app = Flask(__name__, instance_relative_config=True)
+    environ = os.environ if config is None else {}
+    app.config.update(settings.from_environ(environ, app.instance_path))
+    app.config.update(
+        API_TITLE="Pollbox",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/api/v1/docs/assets/",
+        CLOCK=utcnow,
+    )
+    app.config.update(config or {})
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = settings.instance_secret_key(app.instance_path)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+    proxies = app.config["TRUSTED_PROXY_COUNT"]
+    if proxies:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
+        )
+
+    _init_extensions(app)
+    _register(app)
+    return app
+
+
+def engine_options(config: Mapping) -> dict:
+    """Pool and driver settings for the configured database."""
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": POSTGRES_POOL_SIZE,
+        "max_overflow": POSTGRES_MAX_OVERFLOW,
+    }
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once; the busy timeout queues writers.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _init_extensions(app: Flask) -> None:
+    from service.extensions import api, db, init_redis, migrate
+
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    db.init_app(app)
+    if uri.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    init_redis(app)
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An owner's API key."}
+    )
+
+
+def _register(app: Flask) -> None:
+    from service import cli, cors, errors, identity, ops
+    from service.api import polls, tallies, votes
+    from service.api.common import require_json_body
+    from service.extensions import api
+
+    errors.init_app(app)
+    identity.init_app(app)
+    cors.init_app(app)
+    app.before_request(require_json_body)
+    for blueprint in (polls.blp, votes.blp, tallies.blp):
+        api.register_blueprint(blueprint)
+    ops.init_app(app)
+    cli.init_app(app)

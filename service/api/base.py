@@ -1,0 +1,46 @@
+"""flask-smorest's Api, documenting and rendering errors as problem details."""
+
+from __future__ import annotations
+
+import http
+
+import marshmallow as ma
+from flask_smorest import Api as SmorestApi
+from flask_smorest.utils import prepare_response
+
+from service.errors import PROBLEM_MIMETYPE
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as every 4xx/5xx of the API is rendered."""
+
+    type = ma.fields.String(metadata={"example": "about:blank"})
+    title = ma.fields.String(metadata={"example": "Conflict"})
+    status = ma.fields.Integer(metadata={"example": 409})
+    code = ma.fields.String(
+        metadata={"description": "Stable, machine-readable code.", "example": "duplicate_vote"}
+    )
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        metadata={"description": "On 422: field name -> messages."},
+    )
+
+
+class Api(SmorestApi):
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_error_handlers(self):
+        """Errors are rendered by `service.errors`, registered by the app factory."""
+
+    def _register_responses(self):
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Problem details", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)

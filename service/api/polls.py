@@ -1,0 +1,92 @@
+"""Poll resources: create, list, read, change, delete."""
+
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from service import cors, polls
+from service.api.common import OWNER_SECURITY, base_url, now, owner_only
+from service.extensions import db, redis_handle
+from service.owners import request_owner, require_owner
+from service.schemas import PollCreateSchema, PollSchema, PollUpdateSchema
+
+blp = Blueprint(
+    "polls", __name__, url_prefix="/api/v1/polls", description="Create and manage polls."
+)
+
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 100
+
+
+def _owner_view(poll) -> dict:
+    return polls.poll_view(poll, now=now(), base_url=base_url(), for_owner=True)
+
+
+@blp.route("")
+class Polls(MethodView):
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY)
+    @blp.arguments(PollCreateSchema)
+    @blp.response(201, PollSchema, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.alt_response(401, description="Missing or invalid API key")
+    def post(self, data):
+        """Create a poll."""
+        poll = polls.create_poll(
+            session=db.session, redis=redis_handle(), owner=require_owner(), data=data, now=now()
+        )
+        location = url_for("polls.PollById", poll_id=poll.id, _external=True)
+        return _owner_view(poll), 201, {"Location": location}
+
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY)
+    @blp.response(200, PollSchema(many=True))
+    @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
+    @blp.alt_response(401, description="Missing or invalid API key")
+    def get(self, pagination_parameters):
+        """List the owner's polls, newest first."""
+        found, total = polls.list_polls(
+            session=db.session,
+            owner=require_owner(),
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return [_owner_view(poll) for poll in found]
+
+
+@blp.route("/<poll_id>")
+class PollById(MethodView):
+    @blp.response(200, PollSchema)
+    @blp.alt_response(404, description="Unknown poll")
+    def get(self, poll_id):
+        """Read a poll: the public view, or the owner view with the owner's key."""
+        poll = polls.get_poll(session=db.session, poll_id=poll_id)
+        cors.allow(poll)
+        owner = request_owner()
+        is_owner = owner is not None and owner.id == poll.owner_id
+        return polls.poll_view(poll, now=now(), base_url=base_url(), for_owner=is_owner)
+
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY)
+    @blp.arguments(PollUpdateSchema)
+    @blp.response(200, PollSchema)
+    @blp.alt_response(403, description="Another owner's poll")
+    @blp.alt_response(404, description="Unknown poll")
+    @blp.alt_response(409, description="`poll_has_votes`: the change would corrupt votes")
+    def patch(self, data, poll_id):
+        """Change a poll: close or reopen it, correct labels, add options, change settings."""
+        poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        poll = polls.update_poll(session=db.session, poll=poll, data=data, now=now())
+        return _owner_view(poll)
+
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY)
+    @blp.response(204)
+    @blp.alt_response(403, description="Another owner's poll")
+    @blp.alt_response(404, description="Unknown poll")
+    def delete(self, poll_id):
+        """Delete a poll and all its votes."""
+        poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        polls.delete_poll(session=db.session, redis=redis_handle(), poll=poll)

@@ -1,0 +1,74 @@
+"""Every setting, read once from the environment and coerced."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
+DEFAULT_RATELIMIT_VOTES = "60 per minute"
+SECRET_KEY_FILE = "secret_key"
+
+
+class ConfigError(ValueError):
+    """A setting in the environment cannot be used."""
+
+
+def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
+    """Read the service's settings from an environment mapping."""
+    config = {
+        "SQLALCHEMY_DATABASE_URI": database_uri(environ.get("DATABASE_URL"), instance_path),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "TRUSTED_PROXY_COUNT": _int(environ, "TRUSTED_PROXY_COUNT", 0, minimum=0),
+        "MAX_CONTENT_LENGTH": _int(
+            environ, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024
+        ),
+        "RATELIMIT_VOTES": environ.get("RATELIMIT_VOTES") or DEFAULT_RATELIMIT_VOTES,
+        "PUBLIC_BASE_URL": (environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+    }
+    if environ.get("SECRET_KEY"):
+        config["SECRET_KEY"] = environ["SECRET_KEY"]
+    return config
+
+
+def database_uri(url: str | None, instance_path: str) -> str:
+    """Turn DATABASE_URL into an SQLAlchemy URI using psycopg 3 for PostgreSQL."""
+    if not url:
+        return f"sqlite:///{Path(instance_path) / 'pollbox.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Return the secret kept in the instance folder, creating it on first run."""
+    path = Path(instance_path) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two workers starting together must agree on one key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if key:
+            return key
+        raise ConfigError(f"{path} is empty; delete it or set SECRET_KEY") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value

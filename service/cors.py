@@ -1,0 +1,81 @@
+"""CORS and origin rules for the public poll endpoints.
+
+An empty `allowed_origins` means "embeddable anywhere": answers carry
+`Access-Control-Allow-Origin: *` (no credentials). Otherwise only a listed origin is
+named, with credentials; an arbitrary origin is never reflected, `null` never allowed.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import select
+
+from service.errors import OriginNotAllowed
+from service.extensions import db
+from service.models import Poll
+
+# Endpoints a browser on another site may call; all take `poll_id`.
+PUBLIC_ENDPOINTS = {"polls.PollById", "votes.Votes", "tallies.Tallies"}
+PREFLIGHT_MAX_AGE_SECONDS = 600
+ALLOWED_REQUEST_HEADERS = "Content-Type, Idempotency-Key"
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+
+
+def own_origin() -> str:
+    """The origin this service is reached at (the widget's own pages vote from it)."""
+    base = current_app.config.get("PUBLIC_BASE_URL") or request.host_url
+    scheme, _, rest = base.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}".lower()
+
+
+def allow(poll: Poll) -> None:
+    """Mark the answer as CORS-readable by the poll's allowed origins."""
+    g.cors_origins = poll.allowed_origins
+
+
+def check_vote_origin(poll: Poll) -> None:
+    """Refuse a browser vote sent from a site outside the poll's allowed origins."""
+    origin = request.headers.get("Origin")
+    if origin is None or not poll.allowed_origins:
+        return
+    if origin.lower() == own_origin() or origin in poll.allowed_origins:
+        return
+    raise OriginNotAllowed()
+
+
+def _cors_headers(allowed: list[str]) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return {}
+    if not allowed:
+        return {"Access-Control-Allow-Origin": "*"}
+    if origin in allowed:
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
+    return {}
+
+
+def _preflight() -> Response | None:
+    if request.method != "OPTIONS" or request.endpoint not in PUBLIC_ENDPOINTS:
+        return None
+    poll_id = (request.view_args or {}).get("poll_id")
+    allowed = db.session.scalar(select(Poll.allowed_origins).where(Poll.id == poll_id))
+    response = current_app.response_class(status=204)
+    response.headers.update(_cors_headers(allowed or []))
+    if "Access-Control-Allow-Origin" in response.headers:
+        response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        response.headers["Access-Control-Allow-Headers"] = ALLOWED_REQUEST_HEADERS
+        response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_SECONDS)
+    response.vary.add("Origin")
+    return response
+
+
+def _add_headers(response: Response) -> Response:
+    if "cors_origins" in g:
+        response.headers.update(_cors_headers(g.cors_origins))
+        response.vary.add("Origin")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_preflight)
+    app.after_request(_add_headers)

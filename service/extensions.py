@@ -1,0 +1,72 @@
+"""Extensions, created unbound and bound to an app by the factory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import fakeredis
+import redis
+from flask import Flask, current_app
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from service.api.base import Api
+from service.models import Base
+
+log = logging.getLogger(__name__)
+
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate(render_as_batch=True, compare_type=True)
+api = Api()
+
+
+class Scripts:
+    """The Lua scripts of `service/lua`, registered once per client (EVALSHA, NOSCRIPT
+    handled by redis-py)."""
+
+    NAMES = ("claim", "release", "count", "rebuild")
+
+    def __init__(self, client: redis.Redis):
+        folder = resources.files("service").joinpath("lua")
+        for name in self.NAMES:
+            source = folder.joinpath(f"{name}.lua").read_text()
+            setattr(self, name, client.register_script(source))
+
+
+@dataclass(frozen=True)
+class RedisHandle:
+    """One Redis client per process, its scripts, and whether other processes share it."""
+
+    client: redis.Redis
+    scripts: Scripts
+    shared: bool
+
+
+def init_redis(app: Flask) -> None:
+    """Create the process's Redis client: the real server, or an in-process stand-in."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+            health_check_interval=30,
+        )
+        handle = RedisHandle(client=client, scripts=Scripts(client), shared=True)
+    else:
+        log.warning(
+            "REDIS_URL is not set: using an in-process Redis stand-in. Duplicate checks and "
+            "tallies are then per process; run one worker, or set REDIS_URL for more."
+        )
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        handle = RedisHandle(client=client, scripts=Scripts(client), shared=False)
+    app.extensions["pollbox.redis"] = handle
+
+
+def redis_handle() -> RedisHandle:
+    """Return the current app's Redis client and scripts."""
+    return current_app.extensions["pollbox.redis"]

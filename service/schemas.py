@@ -1,0 +1,331 @@
+"""Marshmallow schemas: what the API accepts and what it answers."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from urllib.parse import urlsplit
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+KINDS = ("single", "multiple")
+DUPLICATE_CHECKS = ("none", "cookie", "ip", "cookie_and_ip", "user")
+RESULTS_RULES = ("always", "after_vote", "after_close", "owner_only")
+QUESTION_MAX = 500
+OPTIONS_MIN, OPTIONS_MAX = 2, 50
+LABEL_MAX = 200
+OTHER_MAX = 200
+COMMENT_MAX = 2000
+CONTEXT_MAX = 500
+VOTE_WINDOW_MIN, VOTE_WINDOW_MAX = 60, 31_536_000
+RESULTS_MIN_VOTES_MAX = 100_000
+ALLOWED_ORIGINS_MAX = 100
+USER_ID_MAX = 255
+BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|\d{3}))?$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Trimmed(fields.String):
+    """A string with surrounding whitespace removed before validation."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class StrictBoolean(fields.Boolean):
+    """Only JSON `true` and `false`."""
+
+    truthy = {True}
+    falsy = {False}
+
+
+class StrictInteger(fields.Integer):
+    """Only JSON integers: no strings, no floats."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """ISO 8601 in; ISO 8601 UTC with a `Z` suffix out. Times without an offset are UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", default_timezone=UTC, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).astimezone(UTC)
+
+
+class Origin(fields.String):
+    """A web origin `scheme://host[:port]`, normalized as browsers send it."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        message = f"{text!r} is not an origin of the form scheme://host[:port]."
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError:
+            raise ValidationError(message) from None
+        if (
+            parts.scheme.lower() not in DEFAULT_PORTS
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or text.endswith("#")
+            or text.endswith("?")
+        ):
+            raise ValidationError(message)
+        scheme = parts.scheme.lower()
+        host = parts.hostname.lower()
+        if ":" in host:
+            host = f"[{host}]"
+        if port is None or port == DEFAULT_PORTS[scheme]:
+            return f"{scheme}://{host}"
+        return f"{scheme}://{host}:{port}"
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    """Messages for labels that repeat (compared without case)."""
+    seen: set[str] = set()
+    repeated = []
+    for label in labels:
+        folded = label.casefold()
+        if folded in seen:
+            repeated.append(f"Option {label!r} appears more than once.")
+        seen.add(folded)
+    return repeated
+
+
+def _check_schedule(data: dict) -> None:
+    opens_at, closes_at = data.get("opens_at"), data.get("closes_at")
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        raise ValidationError("Must be after opens_at.", field_name="closes_at")
+
+
+LOCALE_FIELD = dict(
+    validate=validate.Regexp(BCP47, error="Not a BCP 47 language tag such as 'en' or 'pt-BR'.")
+)
+
+
+class PollCreateSchema(Schema):
+    question = Trimmed(required=True, validate=validate.Length(1, QUESTION_MAX))
+    options = fields.List(
+        Trimmed(validate=validate.Length(1, LABEL_MAX)),
+        required=True,
+        validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX),
+    )
+    kind = fields.String(load_default="single", validate=validate.OneOf(KINDS))
+    max_choices = StrictInteger(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Defaults to 1 for `single`, to the number of options for "
+                  "`multiple`."},
+    )
+    allow_other = StrictBoolean(load_default=False)
+    allow_comment = StrictBoolean(load_default=False)
+    duplicate_check = fields.String(
+        load_default="cookie_and_ip", validate=validate.OneOf(DUPLICATE_CHECKS)
+    )
+    vote_window_seconds = StrictInteger(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX),
+        metadata={"description": "null: one vote ever; N: one vote per N seconds."},
+    )
+    results = fields.String(load_default="always", validate=validate.OneOf(RESULTS_RULES))
+    results_min_votes = StrictInteger(
+        load_default=0, validate=validate.Range(0, RESULTS_MIN_VOTES_MAX)
+    )
+    opens_at = UTCDateTime(load_default=None, allow_none=True)
+    closes_at = UTCDateTime(load_default=None, allow_none=True)
+    allowed_origins = fields.List(
+        Origin(), load_default=list, validate=validate.Length(max=ALLOWED_ORIGINS_MAX)
+    )
+    locale = fields.String(load_default="en", **LOCALE_FIELD)
+
+    @validates_schema
+    def _rules(self, data, **kwargs):
+        errors: dict[str, list[str]] = {}
+        repeated = _unique_labels(data.get("options", []))
+        if repeated:
+            errors["options"] = repeated
+        count = len(data.get("options", []))
+        max_choices = data.get("max_choices")
+        if max_choices is not None:
+            if data.get("kind") == "single" and max_choices != 1:
+                errors["max_choices"] = ["Must be 1 for a single-choice poll."]
+            elif max_choices > count:
+                errors["max_choices"] = [f"Must be at most the number of options ({count})."]
+        try:
+            _check_schedule(data)
+        except ValidationError as error:
+            errors.update(error.normalized_messages())
+        if errors:
+            raise ValidationError(errors)
+
+
+class OptionChangeSchema(Schema):
+    id = StrictInteger(
+        load_default=None, metadata={"description": "An existing option's id; omit to add."}
+    )
+    label = Trimmed(required=True, validate=validate.Length(1, LABEL_MAX))
+
+
+class PollUpdateSchema(Schema):
+    """A partial update. `options`, when given, is the complete new list of options."""
+
+    question = Trimmed(validate=validate.Length(1, QUESTION_MAX))
+    options = fields.List(
+        fields.Nested(OptionChangeSchema), validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX)
+    )
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    max_choices = StrictInteger(validate=validate.Range(min=1))
+    allow_other = StrictBoolean()
+    allow_comment = StrictBoolean()
+    duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
+    vote_window_seconds = StrictInteger(
+        allow_none=True, validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX)
+    )
+    results = fields.String(validate=validate.OneOf(RESULTS_RULES))
+    results_min_votes = StrictInteger(validate=validate.Range(0, RESULTS_MIN_VOTES_MAX))
+    opens_at = UTCDateTime(allow_none=True)
+    closes_at = UTCDateTime(allow_none=True)
+    allowed_origins = fields.List(Origin(), validate=validate.Length(max=ALLOWED_ORIGINS_MAX))
+    locale = fields.String(**LOCALE_FIELD)
+    status = fields.String(
+        validate=validate.OneOf(("open", "closed")),
+        metadata={"description": "`closed` closes the poll now; `open` reopens it."},
+    )
+
+    @validates_schema
+    def _rules(self, data, **kwargs):
+        options = data.get("options")
+        if options is None:
+            return
+        errors = _unique_labels([option["label"] for option in options])
+        ids = [option["id"] for option in options if option["id"] is not None]
+        if len(ids) != len(set(ids)):
+            errors.append("An option id appears more than once.")
+        if errors:
+            raise ValidationError(errors, field_name="options")
+
+
+class OptionSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+    position = fields.Integer()
+
+
+class EmbedSchema(Schema):
+    widget_url = fields.String()
+    iframe = fields.String()
+    script = fields.String()
+    oembed_url = fields.String()
+    svg_url = fields.String()
+
+
+class PollSchema(Schema):
+    """A poll as anyone sees it; owner-only fields appear with the owner's key."""
+
+    id = fields.String()
+    question = fields.String()
+    options = fields.List(fields.Nested(OptionSchema))
+    kind = fields.String()
+    max_choices = fields.Integer()
+    allow_other = fields.Boolean()
+    allow_comment = fields.Boolean()
+    results = fields.String()
+    results_min_votes = fields.Integer()
+    opens_at = UTCDateTime(allow_none=True)
+    closes_at = UTCDateTime(allow_none=True)
+    locale = fields.String()
+    status = fields.String(metadata={"enum": ["scheduled", "open", "closed"]})
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    duplicate_check = fields.String(metadata={"description": "Owner only."})
+    vote_window_seconds = fields.Integer(allow_none=True, metadata={"description": "Owner only."})
+    allowed_origins = fields.List(fields.String(), metadata={"description": "Owner only."})
+    signing_secret = fields.String(
+        metadata={"description": "Owner only: signs voter ids for `duplicate_check: user`."}
+    )
+    embed = fields.Nested(EmbedSchema, metadata={"description": "Owner only."})
+
+
+class PollIdSchema(Schema):
+    poll_id = fields.String()
+
+
+class SignedVoterSchema(Schema):
+    id = fields.String(required=True, validate=validate.Length(1, USER_ID_MAX))
+    sig = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="Must be 64 hex digits."),
+    )
+
+
+class VoteSchema(Schema):
+    choices = fields.List(
+        StrictInteger(),
+        load_default=list,
+        validate=validate.Length(max=OPTIONS_MAX),
+        metadata={"description": "Option ids; 1..max_choices distinct ids of this poll."},
+    )
+    other = Trimmed(allow_none=True, load_default=None, validate=validate.Length(1, OTHER_MAX))
+    comment = Trimmed(
+        allow_none=True, load_default=None, validate=validate.Length(1, COMMENT_MAX)
+    )
+    context = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(1, CONTEXT_MAX)
+    )
+    voter = fields.Nested(
+        SignedVoterSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "For `duplicate_check: user`: the site's signed user id."},
+    )
+
+
+class TallyOptionSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+    votes = fields.Integer(allow_none=True)
+    percent = fields.Float(allow_none=True)
+    ci95 = fields.List(fields.Float(), allow_none=True)
+
+
+class TalliesSchema(Schema):
+    poll_id = fields.String()
+    status = fields.String()
+    total_votes = fields.Integer()
+    options = fields.List(fields.Nested(TallyOptionSchema))
+    other_votes = fields.Integer(allow_none=True)
+    suppressed = fields.Boolean()
+    updated_at = fields.String()
+
+
+class VoteReceiptSchema(Schema):
+    id = fields.String()
+    created_at = fields.String()
+
+
+class VoteResultSchema(Schema):
+    vote = fields.Nested(VoteReceiptSchema)
+    tallies = fields.Nested(TalliesSchema, allow_none=True)
+
+
+class TalliesQuerySchema(Schema):
+    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
