@@ -23,6 +23,9 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 preload_app = False
+# gunicorn's control socket defaults to one path per user: several instances on one
+# machine (tests, benchmarks) would take it from each other. Manage workers by signals.
+control_socket_disable = True
 
 accesslog = "-"
 # No client address (%(h)s) and no forwarded-for header: raw IPs are never logged.

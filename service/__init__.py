@@ -63,9 +63,10 @@ def engine_options(config: Mapping) -> dict:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers and one writer work at once; the busy timeout queues writers.
+    # WAL lets readers and one writer work at once. Writers queue for the busy timeout,
+    # set by the driver's `timeout` connect argument (engine_options, or the configured
+    # SQLALCHEMY_ENGINE_OPTIONS): a PRAGMA here would override the configuration.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -92,13 +93,11 @@ def _init_extensions(app: Flask) -> None:
 def _register(app: Flask) -> None:
     from service import cli, cors, errors, identity, ops
     from service.api import polls, tallies, votes
-    from service.api.common import require_json_body
     from service.extensions import api
 
     errors.init_app(app)
     identity.init_app(app)
     cors.init_app(app)
-    app.before_request(require_json_body)
     for blueprint in (polls.blp, votes.blp, tallies.blp):
         api.register_blueprint(blueprint)
     ops.init_app(app)

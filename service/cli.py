@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from service import owners, polls
@@ -62,6 +62,7 @@ def list_owners() -> None:
 @click.command("demo")
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
               help="Where the service will be reached, for the printed URLs.")
+@with_appcontext  # like the AppGroup commands: works wherever app.cli is invoked
 def demo(base_url: str) -> None:
     """Seed the demo owner and poll (idempotent) and print their URLs and a fresh key."""
     session = db.session

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from service.errors import OriginNotAllowed
 from service.extensions import db
@@ -54,13 +55,22 @@ def _cors_headers(allowed: list[str]) -> dict[str, str]:
     return {}
 
 
+def _requested_poll_origins() -> list[str] | None:
+    """The allowed origins of the poll in the URL, looked up when no view did it (a
+    preflight, or an error raised before the view ran); None when unknown."""
+    poll_id = (request.view_args or {}).get("poll_id")
+    try:
+        return db.session.scalar(select(Poll.allowed_origins).where(Poll.id == poll_id))
+    except DBAPIError:
+        db.session.rollback()
+        return None
+
+
 def _preflight() -> Response | None:
     if request.method != "OPTIONS" or request.endpoint not in PUBLIC_ENDPOINTS:
         return None
-    poll_id = (request.view_args or {}).get("poll_id")
-    allowed = db.session.scalar(select(Poll.allowed_origins).where(Poll.id == poll_id))
     response = current_app.response_class(status=204)
-    response.headers.update(_cors_headers(allowed or []))
+    response.headers.update(_cors_headers(_requested_poll_origins() or []))
     if "Access-Control-Allow-Origin" in response.headers:
         response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
         response.headers["Access-Control-Allow-Headers"] = ALLOWED_REQUEST_HEADERS
@@ -70,8 +80,12 @@ def _preflight() -> Response | None:
 
 
 def _add_headers(response: Response) -> Response:
-    if "cors_origins" in g:
-        response.headers.update(_cors_headers(g.cors_origins))
+    origins = g.get("cors_origins")
+    if origins is None and request.endpoint in PUBLIC_ENDPOINTS and request.method != "OPTIONS":
+        # e.g. a 400/415/422 raised while parsing, before the view named the poll
+        origins = _requested_poll_origins() if "Origin" in request.headers else None
+    if origins is not None:
+        response.headers.update(_cors_headers(origins))
         response.vary.add("Origin")
     return response
 

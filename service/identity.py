@@ -33,12 +33,23 @@ class Voter:
     address: str
 
 
+def _host_only(value: str) -> str:
+    """`[v6]:port`, `[v6]` and `v4:port`, as some proxies write X-Forwarded-For -> host."""
+    value = value.strip()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
+
+
 def client_address(remote_addr: str | None) -> str:
     """Return the client's address, IPv6 grouped to its /64 network."""
     if not remote_addr:
         return "unknown"
     try:
-        address = ipaddress.ip_address(remote_addr)
+        # Proxies may add brackets or a port; unparsable addresses share one "unknown".
+        address = ipaddress.ip_address(_host_only(remote_addr))
     except ValueError:
         return "unknown"
     if isinstance(address, ipaddress.IPv6Address):

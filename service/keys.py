@@ -21,6 +21,13 @@ def tally(poll_id: str, context: str | None = None) -> str:
     return f"{PREFIX}:{{{poll_id}}}:tally:ctx:{digest}"
 
 
+def tally_scope(poll_id: str, context: str | None = None) -> list[str]:
+    """The four keys of one tally: the hash, the counts waiting for a rebuild, the
+    rebuild lock, and the ballots the last rebuild already included."""
+    base = tally(poll_id, context)
+    return [base, f"{base}:pending", f"{base}:lock", f"{base}:included"]
+
+
 def seen(poll_id: str, identity: str) -> str:
     """The duplicate-check claim of one voter identity (`kind:keyed hash`)."""
     return f"{PREFIX}:{{{poll_id}}}:seen:{identity}"

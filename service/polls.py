@@ -168,7 +168,8 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     if errors:
         session.rollback()
         raise ValidationFailed(errors)
-    poll.updated_at = now
+    if data:  # an empty PATCH changes nothing, not even updated_at
+        poll.updated_at = now
     session.commit()
     return poll
 

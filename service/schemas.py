@@ -35,8 +35,11 @@ class Trimmed(fields.String):
 class StrictBoolean(fields.Boolean):
     """Only JSON `true` and `false`."""
 
-    truthy = {True}
-    falsy = {False}
+    def _deserialize(self, value, attr, data, **kwargs):
+        # Not `value in {True}`: 1 == True, so a set test would let 1 and 0 through.
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
 
 
 class StrictInteger(fields.Integer):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from redis import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
 from service import keys
@@ -22,24 +25,46 @@ WILSON_Z95 = 1.959963984540054
 PERCENT_DECIMALS = 2
 # Connection trouble shows as RedisError or, from a dead socket, OSError.
 REDIS_ERRORS = (RedisError, OSError)
+# A rebuild holds its lock at most this long; one that overruns is abandoned.
+REBUILD_LOCK_MS = 30_000
+# Ballots this recent, when a rebuild's snapshot holds them, are remembered so that their
+# late counts are not added twice. Longer than any request may take (gunicorn timeout).
+RECENT_BALLOT_SECONDS = 120
+INCLUDED_MEMORY_SECONDS = 300
+PENDING_SECONDS = 600
+IN_CLAUSE_BATCH = 500
 
 
 class RedisIncident:
-    """Log a Redis outage once when it starts and once when it ends, not per request."""
+    """Log a Redis outage once when it starts and once when it ends, not per request, and
+    rebuild the tallies that missed counts during it once Redis answers again."""
 
     def __init__(self) -> None:
         self.active = False
+        self.stale: set[tuple[str, str | None]] = set()
 
-    def failed(self, error: Exception, doing: str) -> None:
+    def failed(self, error: Exception, doing: str, *, poll_id: str | None = None,
+               context: str | None = None) -> None:
+        if poll_id is not None:
+            self.stale.add((poll_id, None))
+            if context is not None:
+                self.stale.add((poll_id, context))
         if not self.active:
             self.active = True
             log.warning("Redis unavailable while %s (%s); using the database", doing,
                         type(error).__name__)
 
-    def succeeded(self) -> None:
+    def succeeded(self, redis: RedisHandle) -> None:
         if self.active:
             self.active = False
             log.warning("Redis is answering again")
+        if self.stale:
+            stale, self.stale = self.stale, set()
+            try:
+                # Dropped tallies are rebuilt, exactly, from the database on their next read.
+                redis.client.delete(*(keys.tally(poll_id, context) for poll_id, context in stale))
+            except REDIS_ERRORS:
+                self.stale |= stale
 
 
 redis_incident = RedisIncident()
@@ -79,11 +104,10 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def from_database(*, session: Session, poll_id: str, context: str | None = None) -> Counts:
-    """Count the poll's ballots in the database."""
-    ballot_filter = [Ballot.poll_id == poll_id]
-    if context is not None:
-        ballot_filter.append(Ballot.context == context)
+def from_database(*, session: Session | Connection, poll_id: str,
+                  context: str | None = None) -> Counts:
+    """Count the poll's ballots in the database (a session, or a snapshot connection)."""
+    ballot_filter = _ballot_filter(poll_id, context)
     total, other, updated = session.execute(
         select(func.count(Ballot.id), func.count(Ballot.other), func.max(Ballot.created_at))
         .where(*ballot_filter)
@@ -94,65 +118,123 @@ def from_database(*, session: Session, poll_id: str, context: str | None = None)
         .where(*ballot_filter)
         .group_by(BallotChoice.option_id)
     )
+    if isinstance(updated, str):  # aggregates skip the column's type on SQLite
+        updated = datetime.fromisoformat(updated)
     if isinstance(updated, datetime) and updated.tzinfo is None:
-        updated = updated.replace(tzinfo=UTC)  # aggregates skip the column's type on SQLite
-    elif isinstance(updated, str):
-        updated = datetime.fromisoformat(updated).replace(tzinfo=UTC)
+        updated = updated.replace(tzinfo=UTC)
     return Counts(total=total, other=other, options=dict(rows.all()), updated=updated)
+
+
+def _ballot_filter(poll_id: str, context: str | None) -> list:
+    conditions = [Ballot.poll_id == poll_id]
+    if context is not None:
+        conditions.append(Ballot.context == context)
+    return conditions
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose queries all see one consistent state of the database."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # pysqlite starts no transaction for SELECTs; in WAL mode an explicit one
+            # pins the snapshot at its first read.
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            connection.begin()
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
 
 def initialize(*, redis: RedisHandle, poll: Poll) -> None:
     """Start a new poll's tally at zero."""
     counts = Counts(options={option.id: 0 for option in poll.options}, updated=poll.created_at)
     try:
-        redis.scripts.rebuild(keys=[keys.tally(poll.id)], args=_flat(counts.as_hash()))
+        redis.client.hset(keys.tally(poll.id), mapping=counts.as_hash())
     except REDIS_ERRORS as error:
         redis_incident.failed(error, "starting a tally")
 
 
 def read(*, session: Session, redis: RedisHandle, poll: Poll, context: str | None = None) -> Counts:
-    """Current counts from Redis; from the database when Redis lacks them or is down."""
-    key = keys.tally(poll.id, context)
+    """Current counts from Redis; rebuilt from the database when missing, read from it when
+    Redis is down."""
     try:
-        raw = redis.client.hgetall(key)
+        raw = redis.client.hgetall(keys.tally(poll.id, context))
     except REDIS_ERRORS as error:
         redis_incident.failed(error, "reading a tally")
         return from_database(session=session, poll_id=poll.id, context=context)
-    redis_incident.succeeded()
+    redis_incident.succeeded(redis)
     if raw:
         return Counts.from_hash(raw)
-    counts = from_database(session=session, poll_id=poll.id, context=context)
+    return rebuild(engine=session.get_bind(), redis=redis, poll_id=poll.id, context=context)
+
+
+def rebuild(*, engine: Engine, redis: RedisHandle, poll_id: str,
+            context: str | None = None) -> Counts:
+    """Store the tally read from a database snapshot, exactly: ballots committed while it
+    is built are counted once, whether or not the snapshot saw them (see lua/*.lua)."""
+    _tally, pending, lock, _included = keys.tally_scope(poll_id, context)
+    token = secrets.token_hex(8)
     try:
-        redis.scripts.rebuild(keys=[key], args=_flat(counts.as_hash()))
+        locked = redis.client.set(lock, token, nx=True, px=REBUILD_LOCK_MS)
+        if locked:
+            # Entries pushed before the lock belong to ballots the snapshot will hold.
+            redis.client.delete(pending)
+    except REDIS_ERRORS as error:
+        redis_incident.failed(error, "rebuilding a tally")
+        locked = False
+    with snapshot(engine) as connection:
+        counts = from_database(session=connection, poll_id=poll_id, context=context)
+        if not locked:  # another process is rebuilding it, or Redis is away
+            return counts
+        try:
+            waiting = [entry.split(b"|", 1)[0].decode()
+                       for entry in redis.client.lrange(pending, 0, -1)]
+        except REDIS_ERRORS as error:
+            redis_incident.failed(error, "rebuilding a tally")
+            return counts
+        seen = _ballots_in_snapshot(connection, poll_id=poll_id, context=context,
+                                    candidates=waiting)
+    try:
+        redis.scripts.rebuild(
+            keys=keys.tally_scope(poll_id, context),
+            args=[token, INCLUDED_MEMORY_SECONDS, len(counts.as_hash()),
+                  *_flat(counts.as_hash()), *seen],
+        )
     except REDIS_ERRORS as error:
         redis_incident.failed(error, "rebuilding a tally")
     return counts
 
 
-def count_ballot(*, redis: RedisHandle, poll_id: str, context: str | None, option_ids: list[int],
-                 has_other: bool, at: datetime, delta: int = 1) -> None:
-    """Add a committed ballot to the tallies (or take a withdrawn one away)."""
-    tally_keys = [keys.tally(poll_id)]
-    if context is not None:
-        tally_keys.append(keys.tally(poll_id, context))
-    args = [delta, _ms(at), "1" if has_other else "0", *option_ids]
-    try:
-        redis.scripts.count(keys=tally_keys, args=args)
-    except REDIS_ERRORS as error:
-        # The ballot is committed; the tally is rebuilt from the database later.
-        redis_incident.failed(error, "counting a vote")
-        forget(redis=redis, poll_id=poll_id, context=context)
+def _ballots_in_snapshot(connection: Connection, *, poll_id: str, context: str | None,
+                         candidates: list[str]) -> list[str]:
+    """Ids the snapshot holds among recent ballots and the given candidates: the ones a
+    late count must not add again."""
+    since = datetime.now(UTC) - timedelta(seconds=RECENT_BALLOT_SECONDS)
+    found = set(connection.scalars(
+        select(Ballot.id).where(*_ballot_filter(poll_id, context), Ballot.created_at >= since)
+    ))
+    for start in range(0, len(candidates), IN_CLAUSE_BATCH):
+        batch = candidates[start : start + IN_CLAUSE_BATCH]
+        found.update(connection.scalars(select(Ballot.id).where(Ballot.id.in_(batch))))
+    return sorted(found)
 
 
-def forget(*, redis: RedisHandle, poll_id: str, context: str | None = None) -> None:
-    """Drop cached tallies so the next read rebuilds them from the database."""
-    tally_keys = [keys.tally(poll_id)]
+def count_ballot(*, redis: RedisHandle, poll_id: str, ballot_id: str, context: str | None,
+                 option_ids: list[int], has_other: bool, at: datetime) -> None:
+    """Add a committed ballot to the poll's tally and its context's tally."""
+    tally_keys = keys.tally_scope(poll_id)
     if context is not None:
-        tally_keys.append(keys.tally(poll_id, context))
+        tally_keys += keys.tally_scope(poll_id, context)
+    args = [_ms(at), "1" if has_other else "0", PENDING_SECONDS, *option_ids]
     try:
-        redis.client.delete(*tally_keys)
+        redis.scripts.count(keys=tally_keys, args=[ballot_id, *args])
     except REDIS_ERRORS as error:
-        redis_incident.failed(error, "dropping a tally")
+        # The ballot is committed; its tallies are rebuilt once Redis answers again.
+        redis_incident.failed(error, "counting a vote", poll_id=poll_id, context=context)
 
 
 def wilson_interval(votes: int, total: int) -> tuple[float, float] | None:

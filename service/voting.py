@@ -144,7 +144,8 @@ def cast_vote(*, session: Session, redis: RedisHandle, poll: Poll, vote: dict, v
         _release(redis=redis, keys_=claim_keys, ballot_id=ballot_id)
         raise
 
-    tallies.count_ballot(redis=redis, poll_id=poll.id, context=vote["context"],
+    tallies.count_ballot(redis=redis, poll_id=poll.id, ballot_id=ballot_id,
+                         context=vote["context"],
                          option_ids=choices, has_other=vote["other"] is not None, at=now)
     return CastVote(ballot_id=ballot_id, created_at=now)
 
@@ -160,7 +161,7 @@ def _claim(*, redis: RedisHandle, keys_: list[str], ballot_id: str, poll: Poll,
     except tallies.REDIS_ERRORS as error:
         tallies.redis_incident.failed(error, "checking for a duplicate vote")
         return None
-    tallies.redis_incident.succeeded()
+    tallies.redis_incident.succeeded(redis)
     return int(result)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,7 +27,8 @@ REDIS_URL = os.environ.get("POLLBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/13"
 POSTGRES_BASE_URL = os.environ.get(
     "POLLBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-POSTGRES_SCHEMA = "pollbox_test"
+# One schema per test run, dropped at its end: runs side by side do not collide.
+POSTGRES_SCHEMA = f"pollbox_test_{os.getpid()}"
 REQUIRE_SERVICES = os.environ.get("POLLBOX_REQUIRE_SERVICES") == "1"
 SECRET = "test-secret-key"
 STACKS = ("sqlite-fakeredis", "sqlite-redis", "postgresql-redis")
@@ -52,23 +55,33 @@ def postgres_url_for(schema: str) -> str:
     return f"{POSTGRES_BASE_URL}?options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """A fresh schema in the `test` database, migrated once for the session."""
+@contextmanager
+def migrated_postgres_schema(schema: str) -> Iterator[str]:
+    """A fresh schema in the `test` database, migrated; dropped afterwards."""
     try:
         engine = sa.create_engine(POSTGRES_BASE_URL, connect_args={"connect_timeout": 3})
         with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE"))
-            connection.execute(sa.text(f"CREATE SCHEMA {POSTGRES_SCHEMA}"))
-        engine.dispose()
+            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
     except sa.exc.OperationalError as error:
         unavailable("PostgreSQL", error)
-    url = postgres_url_for(POSTGRES_SCHEMA)
+    url = postgres_url_for(schema)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
     with app.app_context():
         upgrade()
         db.engine.dispose()
-    return url
+    try:
+        yield url
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with migrated_postgres_schema(POSTGRES_SCHEMA) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import http
 
+import flask
 import marshmallow as ma
 from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
 from flask_smorest.utils import prepare_response
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import UnsupportedMediaType
 
 from service.errors import PROBLEM_MIMETYPE
 
@@ -44,3 +48,21 @@ class Api(SmorestApi):
         response = {"description": "Problem details", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_MIMETYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+class JsonBodyParser(FlaskParser):
+    """A JSON body must come as JSON: any other content type is a 415, not a 422."""
+
+    def _raw_load_json(self, req: flask.Request):
+        if not req.is_json:
+            raise UnsupportedMediaType(
+                "Send the body as JSON with 'Content-Type: application/json'."
+            )
+        return super()._raw_load_json(req)
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint with the JSON-only body parser. Arguments are parsed
+    inside the view's decorators, so an owner endpoint checks the key (401) first."""
+
+    ARGUMENTS_PARSER = JsonBodyParser()

@@ -6,12 +6,10 @@ import functools
 from datetime import datetime
 
 from flask import current_app, request
-from werkzeug.exceptions import UnsupportedMediaType
 
 from service.owners import require_owner
 
 OWNER_SECURITY = [{"bearerAuth": []}]
-JSON_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 def now() -> datetime:
@@ -33,13 +31,3 @@ def owner_only(view):
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def require_json_body() -> None:
-    """JSON endpoints answer 415 to any other content type."""
-    if (
-        request.method in JSON_BODY_METHODS
-        and request.path.startswith("/api/")
-        and not request.is_json
-    ):
-        raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")

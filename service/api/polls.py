@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service import cors, polls
+from service.api.base import Blueprint
 from service.api.common import OWNER_SECURITY, base_url, now, owner_only
 from service.extensions import db, redis_handle
 from service.owners import request_owner, require_owner

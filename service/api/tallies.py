@@ -6,9 +6,9 @@ import hashlib
 
 from flask import current_app, json, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service import cors, polls, tallies, voting
+from service.api.base import Blueprint
 from service.api.common import now
 from service.errors import ResultsHidden
 from service.extensions import db, redis_handle

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service import cors, polls, tallies, voting
+from service.api.base import Blueprint
 from service.api.common import now
 from service.extensions import db, redis_handle
 from service.identity import current_voter

@@ -1,0 +1,83 @@
+"""Configuration: read once from the environment, coerced, with safe defaults."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from service import config, create_app
+
+
+def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
+    settings = config.from_environ({}, str(tmp_path))
+    assert settings["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'pollbox.db'}"
+    assert settings["REDIS_URL"] is None
+    assert settings["TRUSTED_PROXY_COUNT"] == 0
+    assert settings["MAX_CONTENT_LENGTH"] == 65536
+    assert settings["RATELIMIT_VOTES"] == "60 per minute"
+    assert settings["PUBLIC_BASE_URL"] is None
+    assert "SECRET_KEY" not in settings
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////srv/pollbox.db", "sqlite:////srv/pollbox.db"),
+    ],
+)
+def test_database_url_uses_psycopg3_for_postgresql(url, expected, tmp_path):
+    assert config.database_uri(url, str(tmp_path)) == expected
+
+
+def test_environment_values_are_coerced(tmp_path):
+    settings = config.from_environ(
+        {
+            "TRUSTED_PROXY_COUNT": "2",
+            "MAX_CONTENT_LENGTH": "131072",
+            "PUBLIC_BASE_URL": "https://polls.example/",
+            "REDIS_URL": "redis://cache:6379/0",
+            "SECRET_KEY": "s3cret",
+        },
+        str(tmp_path),
+    )
+    assert settings["TRUSTED_PROXY_COUNT"] == 2
+    assert settings["MAX_CONTENT_LENGTH"] == 131072
+    assert settings["PUBLIC_BASE_URL"] == "https://polls.example"
+    assert settings["REDIS_URL"] == "redis://cache:6379/0"
+    assert settings["SECRET_KEY"] == "s3cret"
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("TRUSTED_PROXY_COUNT", "two"), ("TRUSTED_PROXY_COUNT", "-1"), ("MAX_CONTENT_LENGTH", "10")],
+)
+def test_unusable_environment_values_are_refused_by_name(name, value, tmp_path):
+    with pytest.raises(config.ConfigError, match=name):
+        config.from_environ({name: value}, str(tmp_path))
+
+
+def test_secret_key_is_generated_once_and_kept_private(tmp_path):
+    first = config.instance_secret_key(str(tmp_path))
+    second = config.instance_secret_key(str(tmp_path))
+    assert first == second
+    assert len(first) >= 48
+    mode = stat.S_IMODE(os.stat(tmp_path / config.SECRET_KEY_FILE).st_mode)
+    assert mode == 0o600
+
+
+def test_app_without_secret_key_takes_the_instance_secret(tmp_path, monkeypatch):
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path))
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}"})
+    assert app.config["SECRET_KEY"] == (tmp_path / config.SECRET_KEY_FILE).read_text().strip()
+
+
+def test_in_process_redis_stand_in_warns_once_that_dedup_is_per_process(tmp_path, caplog):
+    create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}", "SECRET_KEY": "x"})
+    warnings = [r for r in caplog.records if "in-process Redis stand-in" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "per process" in warnings[0].getMessage()
