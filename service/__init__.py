@@ -92,6 +92,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _register(app: Flask) -> None:
     from service import cli, cors, errors, identity, ops
+    from service.api import exports as exports_api
     from service.api import polls, tallies, votes
     from service.extensions import api
 
@@ -100,5 +101,6 @@ def _register(app: Flask) -> None:
     cors.init_app(app)
     for blueprint in (polls.blp, votes.blp, tallies.blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(exports_api.blp)
     ops.init_app(app)
     cli.init_app(app)

@@ -1,15 +1,26 @@
-"""Command line: `flask --app wsgi owners ...` and `flask --app wsgi demo`."""
+"""Command line: `flask --app wsgi owners ...`, `... demo` and `... export`."""
 
 from __future__ import annotations
+
+import contextlib
+import sys
+from typing import TextIO
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from marshmallow import ValidationError
 from sqlalchemy import select
 
-from service import owners, polls
+from service import exports, owners, polls
+from service.errors import NotFound, ValidationFailed
 from service.extensions import db, redis_handle
 from service.models import Owner, Poll, utcnow
+from service.schemas import UTCDateTime
+
+# A progress bar on a terminal for exports at least this large, updated every so often.
+EXPORT_PROGRESS_MIN_ROWS = 10_000
+EXPORT_PROGRESS_STEP_ROWS = 1_000
 
 owners_cli = AppGroup("owners", help="Manage poll owners and their API keys.")
 keys_cli = AppGroup("keys", help="Manage an owner's API keys.")
@@ -96,6 +107,86 @@ def demo(base_url: str) -> None:
     click.echo(key)
 
 
+class IsoTime(click.ParamType):
+    """An ISO 8601 time, UTC when it has no offset (as the API reads `from`/`to`)."""
+
+    name = "iso-time"
+
+    def convert(self, value, param, ctx):
+        try:
+            return UTCDateTime().deserialize(value)
+        except ValidationError:
+            self.fail(f"{value!r} is not an ISO 8601 time such as 2026-11-29T12:00:00Z.",
+                      param, ctx)
+
+
+def _progress_stream() -> TextIO:
+    """Where an export's progress goes: stderr, so that `-o -` output stays clean."""
+    return sys.stderr
+
+
+@click.command("export")
+@click.argument("poll_id")
+@click.option("--data", type=click.Choice(exports.DATA_KINDS), required=True)
+@click.option("--format", "fmt", type=click.Choice(exports.FORMATS), default="csv",
+              show_default=True)
+@click.option("--interval", type=click.Choice(exports.INTERVALS),
+              help="Bucket size for --data timeseries (default: day).")
+@click.option("--from", "since", type=IsoTime(), help="Ballots cast at or after this time.")
+@click.option("--to", "until", type=IsoTime(), help="Ballots cast before this time.")
+@click.option("--context", help="Only ballots cast with this context.")
+@click.option("--bom", is_flag=True, help="Start a CSV with a UTF-8 byte order mark (Excel).")
+@click.option("-o", "--output", default="-", show_default=True,
+              type=click.Path(dir_okay=False, allow_dash=True), help="File to write; - is stdout.")
+@with_appcontext
+def export(poll_id: str, data: str, fmt: str, interval: str | None, since, until,
+           context: str | None, bom: bool, output: str) -> None:
+    """Export a poll's tallies, time series or pseudonymous votes, as the API does."""
+    try:
+        params = exports.export_params(data=data, fmt=fmt, interval=interval, since=since,
+                                       until=until, context=context, bom=bom)
+        poll = polls.get_poll(session=db.session, poll_id=poll_id)
+    except ValidationFailed as error:
+        raise click.UsageError("; ".join(
+            f"--{name}: {' '.join(messages)}" for name, messages in error.errors.items()
+        )) from None
+    except NotFound:
+        raise click.ClickException(f"No poll with id {poll_id!r}.") from None
+    made = exports.poll_export(session=db.session, poll=poll, params=params,
+                               secret=current_app.config["SECRET_KEY"],
+                               now=current_app.config["CLOCK"]())
+    stderr = _progress_stream()
+    to_file = output != "-"
+    total = None
+    if to_file and stderr.isatty():
+        total = exports.count_rows(session=db.session, poll=poll, params=params)
+    written = 0
+
+    def counted(rows, update):
+        nonlocal written
+        for row in rows:
+            yield row
+            written += 1
+            if written % EXPORT_PROGRESS_STEP_ROWS == 0:
+                update(EXPORT_PROGRESS_STEP_ROWS)
+        update(written % EXPORT_PROGRESS_STEP_ROWS)
+
+    with contextlib.ExitStack() as stack:
+        # atomic: a file that failed half way is never left behind looking complete.
+        target = stack.enter_context(click.open_file(output, "wb", atomic=to_file))
+        update = lambda _steps: None  # noqa: E731
+        if total is not None and total >= EXPORT_PROGRESS_MIN_ROWS:
+            update = stack.enter_context(
+                click.progressbar(length=total, label=f"Exporting {data}", file=stderr)
+            ).update
+        made.rows = counted(made.rows, update)
+        for chunk in exports.render(made, fmt=fmt, bom=bom):
+            target.write(chunk)
+    if to_file:
+        click.echo(f"Exported {written} {data} rows to {output}.", err=True)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(owners_cli)
     app.cli.add_command(demo)
+    app.cli.add_command(export)

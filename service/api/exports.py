@@ -1,0 +1,241 @@
+"""Exports for analysts (owner only): streamed files, the account-wide file, a chart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from flask import current_app, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+
+from service import charts, exports, polls
+from service.api.common import OWNER_SECURITY, now, owner_only
+from service.extensions import db
+from service.owners import require_owner
+from service.schemas import CONTEXT_MAX, UTCDateTime
+
+blp = Blueprint("exports", __name__, url_prefix="/api/v1",
+                description="Exports for analysts: CSV, JSON, NDJSON and a chart.")
+
+CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+TIME_DESCRIPTION = ("ISO 8601; without an offset it is UTC. Ballots with from <= created_at "
+                    "< to are exported.")
+
+
+class ExportQuerySchema(Schema):
+    data = fields.String(required=True, validate=validate.OneOf(exports.DATA_KINDS))
+    format = fields.String(load_default="csv", validate=validate.OneOf(exports.FORMATS))
+    interval = fields.String(
+        validate=validate.OneOf(exports.INTERVALS),
+        metadata={"description": "Bucket size for `data=timeseries` (default `day`)."},
+    )
+    from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
+    to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
+    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+    bom = fields.Boolean(
+        load_default=False,
+        metadata={"description": "`1`: start a CSV with a UTF-8 byte order mark (Excel)."},
+    )
+
+
+class ChartQuerySchema(Schema):
+    interval = fields.String(load_default=exports.DEFAULT_INTERVAL,
+                             validate=validate.OneOf(exports.INTERVALS))
+    from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
+    to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
+    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+
+
+class AccountExportQuerySchema(Schema):
+    format = fields.String(load_default="csv", validate=validate.OneOf(exports.FORMATS))
+    bom = fields.Boolean(load_default=False)
+
+
+# The shapes of the JSON document and of NDJSON lines, for the OpenAPI spec.
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE  # documented as additionalProperties: false
+
+
+class ExportFiltersSchema(StrictSchema):
+    from_ = UTCDateTime(data_key="from", required=True, allow_none=True)
+    to = UTCDateTime(required=True, allow_none=True)
+    context = fields.String(required=True, allow_none=True)
+
+
+class TallyRowSchema(StrictSchema):
+    poll_id = fields.String(required=True)
+    question = fields.String(required=True)
+    option_id = fields.Integer(required=True)
+    option_label = fields.String(required=True)
+    votes = fields.Integer(required=True)
+    percent = fields.Float(required=True, metadata={"description": "votes / ballots * 100."})
+    ci95_low = fields.Float(required=True, allow_none=True,
+                            metadata={"description": "Wilson score interval at 95 %, percent; "
+                                      "null without ballots."})
+    ci95_high = fields.Float(required=True, allow_none=True)
+
+
+class TimeseriesRowSchema(StrictSchema):
+    bucket_start = fields.String(required=True, metadata={"example": "2026-11-29T00:00:00Z"})
+    option_id = fields.Integer(required=True)
+    option_label = fields.String(required=True)
+    votes = fields.Integer(required=True)
+
+
+class VoteRowSchema(StrictSchema):
+    vote_id = fields.String(required=True)
+    created_at = fields.String(required=True, metadata={"example": "2026-11-29T12:00:00Z"})
+    option_ids = fields.List(fields.Integer(), required=True)
+    other = fields.String(required=True, allow_none=True)
+    comment = fields.String(required=True, allow_none=True)
+    context = fields.String(required=True, allow_none=True)
+    voter = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "A per-poll pseudonym of the voter (browser, or site user)."},
+    )
+
+
+class PollExportSchema(StrictSchema):
+    poll_id = fields.String(required=True)
+    question = fields.String(required=True)
+    interval = fields.String(required=True, allow_none=True,
+                             validate=validate.OneOf(exports.INTERVALS))
+    filters = fields.Nested(ExportFiltersSchema, required=True)
+    generated_at = fields.String(required=True)
+
+
+class TalliesExportSchema(PollExportSchema):
+    data = fields.String(required=True, validate=validate.OneOf(["tallies"]))
+    rows = fields.List(fields.Nested(TallyRowSchema), required=True)
+
+
+class TimeseriesExportSchema(PollExportSchema):
+    data = fields.String(required=True, validate=validate.OneOf(["timeseries"]))
+    rows = fields.List(fields.Nested(TimeseriesRowSchema), required=True)
+
+
+class VotesExportSchema(PollExportSchema):
+    data = fields.String(required=True, validate=validate.OneOf(["votes"]))
+    rows = fields.List(fields.Nested(VoteRowSchema), required=True)
+
+
+class AccountExportSchema(StrictSchema):
+    owner = fields.String(required=True)
+    data = fields.String(required=True, validate=validate.OneOf(["tallies"]))
+    generated_at = fields.String(required=True)
+    rows = fields.List(fields.Nested(TallyRowSchema), required=True)
+
+
+CSV_CONTENT = {"text/csv": {"schema": {"type": "string", "format": "binary"}}}
+POLL_EXPORT_RESPONSES = {"200": {
+    "description": "The export, streamed as an attachment `<poll id>-<data>.<format>`. "
+                   "CSV: RFC 4180, UTF-8, the columns of the rows below; text cells "
+                   "starting with `= + - @`, tab or CR get a leading `'`; `option_ids` "
+                   "joined by `;`. JSON: one document. NDJSON: one row object per line.",
+    "content": {
+        **CSV_CONTENT,
+        "application/json": {"schema": {"oneOf": [
+            TalliesExportSchema, TimeseriesExportSchema, VotesExportSchema,
+        ]}},
+        "application/x-ndjson": {"schema": {"oneOf": [
+            TallyRowSchema, TimeseriesRowSchema, VoteRowSchema,
+        ]}},
+    },
+}}
+ACCOUNT_EXPORT_RESPONSES = {"200": {
+    "description": "Tallies of all the owner's polls, newest poll first, as one file.",
+    "content": {
+        **CSV_CONTENT,
+        "application/json": {"schema": AccountExportSchema},
+        "application/x-ndjson": {"schema": TallyRowSchema},
+    },
+}}
+CHART_RESPONSES = {"200": {
+    "description": "A line chart of votes per option over time.",
+    "content": {charts.SVG_MIMETYPE: {"schema": {"type": "string"}}},
+}}
+
+
+def _cooperative(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    # time.sleep(0) is a yield to other greenlets under gevent's patching (a no-op
+    # elsewhere): a big export must not starve the worker's other connections.
+    for chunk in chunks:
+        yield chunk
+        time.sleep(0)
+
+
+def _attachment(chunks: Iterator[bytes], *, fmt: str, name: str):
+    response = current_app.response_class(
+        stream_with_context(_cooperative(chunks)), content_type=exports.MEDIA_TYPES[fmt]
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blp.route("/polls/<poll_id>/export")
+class PollExport(MethodView):
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY, responses=POLL_EXPORT_RESPONSES)
+    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.alt_response(401, description="Missing or invalid API key")
+    @blp.alt_response(403, description="Another owner's poll")
+    @blp.alt_response(404, description="Unknown poll")
+    def get(self, args, poll_id):
+        """Export a poll's tallies, time series or (pseudonymous) votes."""
+        params = exports.export_params(
+            data=args["data"], fmt=args["format"], interval=args.get("interval"),
+            since=args.get("from_"), until=args.get("to"), context=args.get("context"),
+            bom=args["bom"],
+        )
+        poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        export = exports.poll_export(session=db.session, poll=poll, params=params,
+                                     secret=current_app.config["SECRET_KEY"], now=now())
+        return _attachment(exports.render(export, fmt=params.fmt, bom=params.bom),
+                           fmt=params.fmt, name=exports.filename(poll.id, params.data, params.fmt))
+
+
+@blp.route("/export")
+class AccountExport(MethodView):
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY, responses=ACCOUNT_EXPORT_RESPONSES)
+    @blp.arguments(AccountExportQuerySchema, location="query")
+    @blp.alt_response(401, description="Missing or invalid API key")
+    def get(self, args):
+        """Export the tallies of all the owner's polls in one file."""
+        params = exports.export_params(data="tallies", fmt=args["format"], bom=args["bom"])
+        moment = now()
+        export = exports.account_export(session=db.session, owner=require_owner(), now=moment)
+        name = f"pollbox-tallies-{moment:%Y-%m-%d}.{params.fmt}"
+        return _attachment(exports.render(export, fmt=params.fmt, bom=params.bom),
+                           fmt=params.fmt, name=name)
+
+
+@blp.route("/polls/<poll_id>/timeseries.svg")
+class TimeseriesChart(MethodView):
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY, responses=CHART_RESPONSES)
+    @blp.arguments(ChartQuerySchema, location="query")
+    @blp.alt_response(401, description="Missing or invalid API key")
+    @blp.alt_response(403, description="Another owner's poll")
+    @blp.alt_response(404, description="Unknown poll")
+    def get(self, args, poll_id):
+        """Votes over time per option as an SVG line chart."""
+        filters = exports.export_filters(since=args.get("from_"), until=args.get("to"),
+                                         context=args.get("context"))
+        poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        series = exports.timeseries(session=db.session, poll=poll, interval=args["interval"],
+                                    filters=filters, max_buckets=charts.MAX_BUCKETS)
+        response = current_app.response_class(
+            charts.timeseries_svg(series, question=poll.question), mimetype=charts.SVG_MIMETYPE
+        )
+        response.headers["Content-Security-Policy"] = CHART_CSP
+        response.headers["Cache-Control"] = "private, no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
