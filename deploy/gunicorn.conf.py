@@ -6,10 +6,21 @@ worker process serve hundreds of such connections, where a sync worker would be 
 hostage by each. psycopg 3 (>= 3.1.14) and redis-py cooperate with gevent's patched
 sockets. Every worker builds its own app after the fork, so each process creates its
 Redis client and database pool exactly once.
+
+Live tallies (`GET /api/v1/polls/<id>/tallies/stream`, Server-Sent Events): an open
+stream is an idle greenlet waiting on an event, holding no database connection, so
+`worker_connections` (not `workers`) bounds how many a process serves; each worker
+keeps ONE Redis pub/sub subscription and fans its messages out to its streams
+(service/stream.py). Streams end after 30 minutes and EventSource reconnects, so they
+rebalance across workers; `timeout` is the worker heartbeat, which gevent keeps beating
+while streams are open. Behind nginx, keep `proxy_buffering off` for the stream (the
+answer also says `X-Accel-Buffering: no`).
 """
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -20,15 +31,57 @@ else:
     workers = 1
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 1000))
 timeout = 30
+# Graceful shutdown (SIGTERM, e.g. a rolling deploy): stop accepting, let requests in
+# flight finish for up to this long, then exit. Kubernetes' terminationGracePeriodSeconds
+# must be longer (deploy/k8s/deployment.yaml: 30).
 graceful_timeout = 20
 keepalive = 5
+# A `context` query value may hold 500 characters: percent-encoded UTF-8, up to 6,000
+# bytes. gunicorn's default request line (4,094) would refuse it with an HTML 414.
+limit_request_line = 8190
 preload_app = False
 # gunicorn's control socket defaults to one path per user: several instances on one
 # machine (tests, benchmarks) would take it from each other. Manage workers by signals.
 control_socket_disable = True
 
-accesslog = "-"
-# No client address (%(h)s) and no forwarded-for header: raw IPs are never logged.
-access_log_format = '"%(r)s" %(s)s %(b)s %(M)sms "%({x-request-id}i)s"'
+# No gunicorn access log: the app logs every request itself, as JSON with its request id
+# and with secrets in paths (receipts) redacted (service/logging_setup.py). gunicorn's
+# request line would carry receipts and query strings, and `%(h)s` the client address.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in this folder
+# and /metrics adds them up. Set before any worker imports prometheus_client. Without a
+# configured folder, each gunicorn run gets a fresh temporary one (removed at exit).
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pollbox-metrics-")
+
+
+def on_starting(server):
+    """Start from empty metric files: a configured folder may hold a previous run's."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def post_worker_init(worker):
+    """Start the worker's periodic reconciliation (one process per period runs it)."""
+    from service import reconcile
+
+    reconcile.start_periodic(worker.wsgi)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (open streams) from /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

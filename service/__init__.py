@@ -10,6 +10,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import config as settings
+from service import logging_setup
 from service.models import utcnow
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -38,6 +39,9 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    # Logging is per process: the app built from the environment sets it up; tests, which
+    # pass their config, keep pytest's unless they ask (LOG_FORMAT in their config).
+    logging_setup.init_app(app, configure_logging=config is None or "LOG_FORMAT" in config)
 
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
@@ -73,6 +77,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
+    from service import ratelimits
     from service.extensions import api, db, init_redis, migrate
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -84,6 +89,7 @@ def _init_extensions(app: Flask) -> None:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     init_redis(app)
+    ratelimits.init_app(app)
     api.init_app(app)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An owner's API key."}
@@ -91,9 +97,11 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register(app: Flask) -> None:
-    from service import cli, cors, errors, identity, ops
+    from service import cli, cors, errors, identity, metrics, ops, reconcile
     from service.api import exports as exports_api
+    from service.api import integrity as integrity_api
     from service.api import polls, tallies, votes
+    from service.api import receipts as receipts_api
     from service.extensions import api
 
     errors.init_app(app)
@@ -102,5 +110,22 @@ def _register(app: Flask) -> None:
     for blueprint in (polls.blp, votes.blp, tallies.blp):
         api.register_blueprint(blueprint)
     api.register_blueprint(exports_api.blp)
+    for blueprint in (receipts_api.blp, integrity_api.blp):
+        api.register_blueprint(blueprint)
+    from service import stream, widgets
+    from service.api import stream as stream_api
+
+    api.register_blueprint(stream_api.blp)
+    stream.init_app(app)
+    widgets.init_app(app)
     ops.init_app(app)
+    metrics.init_app(app)
     cli.init_app(app)
+    reconcile.init_app(app)
+    from service import webhooks
+    from service.api import feedback as feedback_api
+    from service.api import webhooks as webhooks_api
+
+    api.register_blueprint(feedback_api.blp)
+    api.register_blueprint(webhooks_api.blp)
+    webhooks.init_app(app)

@@ -10,6 +10,11 @@ from pathlib import Path
 DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
 DEFAULT_RATELIMIT_VOTES = "60 per minute"
 SECRET_KEY_FILE = "secret_key"
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
+# Seconds before each retry of a failed webhook delivery: 8 attempts over about 27.6 h.
+DEFAULT_WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class ConfigError(ValueError):
@@ -27,6 +32,16 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         ),
         "RATELIMIT_VOTES": environ.get("RATELIMIT_VOTES") or DEFAULT_RATELIMIT_VOTES,
         "PUBLIC_BASE_URL": (environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        "LOG_FORMAT": _choice(environ, "LOG_FORMAT", "json", LOG_FORMATS),
+        "LOG_LEVEL": _choice(environ, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        # Set (by deploy/gunicorn.conf.py) when several worker processes share metrics.
+        "PROMETHEUS_MULTIPROC_DIR": environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "RECONCILE_INTERVAL_SECONDS": _int(
+            environ, "RECONCILE_INTERVAL_SECONDS", DEFAULT_RECONCILE_INTERVAL_SECONDS, minimum=0
+        ),
+        # Development only: webhooks to http:// and to loopback/private/link-local addresses.
+        "WEBHOOKS_ALLOW_PRIVATE": environ.get("WEBHOOKS_ALLOW_PRIVATE") in ("1", "true"),
+        "WEBHOOK_RETRY_DELAYS": DEFAULT_WEBHOOK_RETRY_DELAYS,
     }
     if environ.get("SECRET_KEY"):
         config["SECRET_KEY"] = environ["SECRET_KEY"]
@@ -71,4 +86,13 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
+            *, upper: bool = False) -> str:
+    raw = (environ.get(name) or default).strip()
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return value

@@ -20,6 +20,8 @@ PUBLIC_ENDPOINTS = {"polls.PollById", "votes.Votes", "tallies.Tallies"}
 PREFLIGHT_MAX_AGE_SECONDS = 600
 ALLOWED_REQUEST_HEADERS = "Content-Type, Idempotency-Key"
 ALLOWED_METHODS = "GET, POST, OPTIONS"
+# Answer headers a page's script needs beyond the CORS-safelisted ones.
+EXPOSED_HEADERS = "ETag, Retry-After, Idempotent-Replayed"
 
 
 def own_origin() -> str:
@@ -49,9 +51,11 @@ def _cors_headers(allowed: list[str]) -> dict[str, str]:
     if origin is None:
         return {}
     if not allowed:
-        return {"Access-Control-Allow-Origin": "*"}
+        return {"Access-Control-Allow-Origin": "*",
+                "Access-Control-Expose-Headers": EXPOSED_HEADERS}
     if origin in allowed:
-        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true"}
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Expose-Headers": EXPOSED_HEADERS}
     return {}
 
 

@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 
 from flask import Flask, Response, json
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,19 @@ class DuplicateVote(ServiceError):
 class PollClosed(ServiceError):
     status, code = 409, "poll_closed"
     detail = "This poll is not open for voting."
+
+
+IDEMPOTENCY_RETRY_AFTER_SECONDS = 1
+
+
+class IdempotencyKeyInUse(ServiceError):
+    status, code = 409, "idempotency_key_in_use"
+    detail = "A request with this Idempotency-Key is still being answered; retry shortly."
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(
+            detail, headers={"Retry-After": str(IDEMPOTENCY_RETRY_AFTER_SECONDS)}
+        )
 
 
 class PollHasVotes(ServiceError):
@@ -203,6 +216,12 @@ def handle_database_error(error: DBAPIError) -> Response:
     if isinstance(error, OperationalError) or error.connection_invalidated:
         log.warning("database unavailable: %s", type(error.orig).__name__)
         return handle_service_error(Unavailable())
+    if isinstance(error, DataError):
+        # A request value the database cannot hold or compare (a NUL character, a number
+        # out of range) is the client's to fix, not a server error (found by schemathesis).
+        log.info("database refused a request value: %s", type(error.orig).__name__)
+        return problem(422, "validation_error", ValidationFailed.detail,
+                       errors={"_request": ["A value is out of range or holds a NUL character."]})
     log.error("database error", exc_info=error)
     return problem(500, "internal_error", ServiceError.detail)
 

@@ -35,7 +35,9 @@ COLUMNS = {
     "tallies": ("poll_id", "question", "option_id", "option_label", "votes", "percent",
                 "ci95_low", "ci95_high"),
     "timeseries": ("bucket_start", "option_id", "option_label", "votes"),
-    "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter"),
+    # `comment_hidden` (after the contract's columns): the owner hid the comment publicly.
+    "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter",
+              "comment_hidden"),
 }
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",  # RFC 4180 names its charset parameter
@@ -397,7 +399,8 @@ def vote_rows(*, session: Session, poll: Poll, secret: str,
     result = _stream(
         session,
         select(Ballot.id, utc_iso(Ballot.created_at), Ballot.other, Ballot.comment,
-               Ballot.context, Ballot.user_hash, Ballot.cookie_hash, BallotChoice.option_id)
+               Ballot.context, Ballot.user_hash, Ballot.cookie_hash, BallotChoice.option_id,
+               Ballot.comment_hidden)
         .outerjoin(BallotChoice, BallotChoice.ballot_id == Ballot.id)
         .where(*_conditions(poll.id, filters))
         .order_by(Ballot.created_at, Ballot.id)
@@ -418,13 +421,13 @@ def vote_rows(*, session: Session, poll: Poll, secret: str,
 
 def _vote_row(ballot, option_ids: list[int], positions: dict[int, int],
               pseudonym: Callable[[str | None], str | None]) -> tuple:
-    ballot_id, created, other, comment, context, user_hash, cookie_hash, _ = ballot
+    ballot_id, created, other, comment, context, user_hash, cookie_hash, _, hidden = ballot
     if len(option_ids) > 1:
         option_ids.sort(key=lambda option_id: positions.get(option_id, option_id))
     # A signed site user is the respondent where the poll has one; else the browser.
     voter = pseudonym(f"user:{user_hash}" if user_hash else
                       f"cookie:{cookie_hash}" if cookie_hash else None)
-    return (ballot_id, created, option_ids, other, comment, context, voter)
+    return (ballot_id, created, option_ids, other, comment, context, voter, bool(hidden))
 
 
 def count_rows(*, session: Session, poll: Poll, params: ExportParams) -> int:

@@ -9,11 +9,14 @@ from importlib import resources
 import fakeredis
 import redis
 from flask import Flask, current_app
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
+from service import redis_client
 from service.api.base import Api
 from service.models import Base
+from service.ratelimits import KEY_PREFIX, client_key
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,23 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(render_as_batch=True, compare_type=True)
 api = Api()
+# Bound by service.ratelimits.init_app: Redis storage from REDIS_URL, else memory.
+limiter = Limiter(
+    client_key,
+    strategy="moving-window",
+    in_memory_fallback_enabled=True,
+    # Requests already talking to Redis when it dies are not covered by the fallback
+    # (it switches once): without this they answered 500 (tests/faults, Redis SIGKILL).
+    swallow_errors=True,
+    key_prefix=KEY_PREFIX,
+)
 
 
 class Scripts:
     """The Lua scripts of `service/lua`, registered once per client (EVALSHA, NOSCRIPT
     handled by redis-py)."""
 
-    NAMES = ("claim", "release", "count", "rebuild")
+    NAMES = ("claim", "release", "count", "rebuild", "idempotency")
 
     def __init__(self, client: redis.Redis):
         folder = resources.files("service").joinpath("lua")
@@ -50,12 +63,8 @@ def init_redis(app: Flask) -> None:
     """Create the process's Redis client: the real server, or an in-process stand-in."""
     url = app.config.get("REDIS_URL")
     if url:
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            health_check_interval=30,
-        )
+        # One server, or a Redis Cluster (`redis+cluster://`): see service/redis_client.py.
+        client = redis_client.connect(url, timeout=REDIS_SOCKET_TIMEOUT_SECONDS)
         handle = RedisHandle(client=client, scripts=Scripts(client), shared=True)
     else:
         log.warning(

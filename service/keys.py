@@ -31,3 +31,60 @@ def tally_scope(poll_id: str, context: str | None = None) -> list[str]:
 def seen(poll_id: str, identity: str) -> str:
     """The duplicate-check claim of one voter identity (`kind:keyed hash`)."""
     return f"{PREFIX}:{{{poll_id}}}:seen:{identity}"
+
+
+def tally_changes(poll_id: str) -> str:
+    """The pub/sub channel told after every change of the poll's tallies."""
+    return f"{PREFIX}:{{{poll_id}}}:changes"
+
+
+# One pattern subscription per worker process hears every poll's changes.
+TALLY_CHANGES_PATTERN = f"{PREFIX}:{{*}}:changes"
+
+
+def poll_id_of_channel(channel: str) -> str:
+    """The poll id inside a `tally_changes` channel name."""
+    return channel[channel.index("{") + 1 : channel.index("}")]
+
+
+def idempotency(poll_id: str, key_hash: str) -> str:
+    """A vote's `Idempotency-Key` (its keyed hash): the request's body hash and, once
+    accepted, the answer to replay."""
+    return f"{PREFIX}:{{{poll_id}}}:idem:{key_hash}"
+
+
+def integrity(poll_id: str, hour: str) -> str:
+    """One UTC hour's counts of accepted votes and refused attempts (`hour`: YYYYMMDDHH)."""
+    return f"{PREFIX}:{{{poll_id}}}:integrity:{hour}"
+
+
+def reconcile_lock() -> str:
+    """Held for one period by the process whose turn it is to reconcile the tallies."""
+    return f"{PREFIX}:reconcile:lock"
+
+
+def webhook_batches() -> str:
+    """The sorted set of vote batches (`<poll id>:<second>`, scored by the second) waiting
+    to be told to `vote.created` webhooks; drained by the webhooks dispatcher."""
+    return f"{PREFIX}:{{webhooks}}:batches"
+
+
+def webhook_batch(member: str) -> str:
+    """The ballot ids of one batch: one poll's votes noted in one second. All webhook
+    keys share the `{webhooks}` hash tag: the vote's one Lua call touches three of them."""
+    return f"{PREFIX}:{{webhooks}}:batch:{member}"
+
+
+def webhook_subscribers() -> str:
+    """The set of owner ids with a `vote.created` webhook (a copy of the database's)."""
+    return f"{PREFIX}:{{webhooks}}:subscribers"
+
+
+def webhook_subscribers_synced() -> str:
+    """Held while the subscriber set counts as fresh; whoever sets it re-syncs it."""
+    return f"{PREFIX}:webhooks:subscribers-synced"
+
+
+def webhook_closes_checked() -> str:
+    """Until when (epoch seconds) scheduled poll closes have been announced to webhooks."""
+    return f"{PREFIX}:webhooks:closes-checked"

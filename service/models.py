@@ -13,10 +13,12 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, relationship
 
@@ -143,6 +145,8 @@ class Ballot(Base):
         Index("ix_ballots_poll_context", "poll_id", "context"),
         Index("ix_ballots_poll_cookie", "poll_id", "cookie_hash"),
         Index("ix_ballots_poll_ip", "poll_id", "ip_hash"),
+        Index("ix_ballots_receipt_hash", "receipt_hash", unique=True),
+        Index("ix_ballots_poll_idempotency", "poll_id", "idempotency_hash", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
@@ -154,6 +158,12 @@ class Ballot(Base):
     cookie_hash: Mapped[str | None] = mapped_column(String(32))
     ip_hash: Mapped[str | None] = mapped_column(String(32))
     user_hash: Mapped[str | None] = mapped_column(String(32))
+    # SHA-256 of the voter's receipt; the receipt itself is only ever in the 201 answer.
+    receipt_hash: Mapped[str | None] = mapped_column(String(64))
+    # Keyed hash of the Idempotency-Key: one ballot per key, even when Redis forgot it.
+    idempotency_hash: Mapped[str | None] = mapped_column(String(32))
+    # Hidden by the owner: off every public surface, kept (marked) in the owner's exports.
+    comment_hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class BallotChoice(Base):
@@ -183,3 +193,60 @@ class VoteClaim(Base):
     ballot_id: Mapped[str] = mapped_column(
         ForeignKey("ballots.id", ondelete="CASCADE"), index=True
     )
+
+
+class Webhook(Base):
+    """An owner's endpoint told about events; its secret signs every delivery."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    poll_id: Mapped[str | None] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One message to one webhook, sent until it succeeds or its retries run out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # One message per event and webhook, however many workers noticed the event.
+        Index("ix_webhook_deliveries_message", "webhook_id", "message_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))  # pending, succeeded, failed
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    attempts: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.number", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at sending a delivery: when, the receiver's status code, or the error."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(primary_key=True)
+    attempted_at: Mapped[datetime]
+    response_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int]

@@ -174,6 +174,15 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     return poll
 
 
+def rotate_signing_secret(*, session: Session, poll: Poll, now: datetime) -> str:
+    """Give the poll a new signing secret; signatures made with the old one stop working.
+    Votes already cast stay de-duplicated: user hashes do not depend on this secret."""
+    poll.signing_secret = secrets.token_hex(SIGNING_SECRET_BYTES)
+    poll.updated_at = now
+    session.commit()
+    return poll.signing_secret
+
+
 def delete_poll(*, session: Session, redis: RedisHandle, poll: Poll) -> None:
     """Delete the poll, its ballots, and every Redis key of it."""
     poll_id = poll.id

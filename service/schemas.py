@@ -323,6 +323,10 @@ class TalliesSchema(Schema):
 class VoteReceiptSchema(Schema):
     id = fields.String()
     created_at = fields.String()
+    receipt = fields.String(metadata={
+        "description": "A secret for the voter only: GET or DELETE /api/v1/receipts/<receipt> "
+                       "shows or withdraws this vote. Only its hash is stored."
+    })
 
 
 class VoteResultSchema(Schema):
@@ -332,3 +336,63 @@ class VoteResultSchema(Schema):
 
 class TalliesQuerySchema(Schema):
     context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+
+
+class ReceiptChoiceSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+
+
+class ReceiptVoteSchema(Schema):
+    """A vote as its receipt shows it."""
+
+    poll_id = fields.String()
+    vote_id = fields.String()
+    created_at = UTCDateTime()
+    choices = fields.List(fields.Nested(ReceiptChoiceSchema))
+    other = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    context = fields.String(allow_none=True)
+
+
+class SigningSecretSchema(Schema):
+    poll_id = fields.String()
+    signing_secret = fields.String(metadata={
+        "description": "The new secret: sign `\"<poll id>:<user id>\"` with HMAC-SHA256. "
+                       "Signatures made with the previous secret are refused from now on."
+    })
+
+
+class DuplicateCountsSchema(Schema):
+    total = fields.Integer()
+    cookie = fields.Integer()
+    ip = fields.Integer()
+    user = fields.Integer()
+
+
+class RejectedCountsSchema(Schema):
+    duplicate_vote = fields.Nested(DuplicateCountsSchema)
+    rate_limited = fields.Integer()
+    origin_not_allowed = fields.Integer()
+    poll_closed = fields.Integer()
+
+
+class IntegrityCountsSchema(Schema):
+    accepted = fields.Integer(metadata={"description": "Votes accepted (201, replays excluded)."})
+    withdrawn = fields.Integer(metadata={"description": "Votes withdrawn with their receipt."})
+    rejected = fields.Nested(RejectedCountsSchema)
+
+
+class IntegrityHourSchema(IntegrityCountsSchema):
+    hour = fields.String(metadata={"description": "Start of the UTC hour.",
+                                   "example": "2026-11-29T12:00:00Z"})
+
+
+class IntegritySchema(Schema):
+    poll_id = fields.String()
+    retention_days = fields.Integer()
+    from_ = fields.String(data_key="from", attribute="from",
+                          metadata={"description": "First hour retained."})
+    totals = fields.Nested(IntegrityCountsSchema)
+    hours = fields.List(fields.Nested(IntegrityHourSchema),
+                        metadata={"description": "Hours with attempts, oldest first."})

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from redis import RedisError
+from redis.exceptions import RedisClusterException
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
-from service import keys
+from service import keys, metrics
 from service.extensions import RedisHandle
 from service.models import Ballot, BallotChoice, Poll
 
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 WILSON_Z95 = 1.959963984540054
 PERCENT_DECIMALS = 2
-# Connection trouble shows as RedisError or, from a dead socket, OSError.
-REDIS_ERRORS = (RedisError, OSError)
+# Connection trouble shows as RedisError or, from a dead socket, OSError; a Redis Cluster
+# whose nodes all went away as RedisClusterException.
+REDIS_ERRORS = (RedisError, OSError, RedisClusterException)
 # A rebuild holds its lock at most this long; one that overruns is abandoned.
 REBUILD_LOCK_MS = 30_000
 # Ballots this recent, when a rebuild's snapshot holds them, are remembered so that their
@@ -45,6 +47,7 @@ class RedisIncident:
 
     def failed(self, error: Exception, doing: str, *, poll_id: str | None = None,
                context: str | None = None) -> None:
+        metrics.REDIS_FALLBACKS.labels(doing).inc()
         if poll_id is not None:
             self.stale.add((poll_id, None))
             if context is not None:
@@ -232,6 +235,8 @@ def count_ballot(*, redis: RedisHandle, poll_id: str, ballot_id: str, context: s
     args = [_ms(at), "1" if has_other else "0", PENDING_SECONDS, *option_ids]
     try:
         redis.scripts.count(keys=tally_keys, args=[ballot_id, *args])
+        # Live streams (service/stream.py) re-read the tally when told; the message is a hint.
+        redis.client.publish(keys.tally_changes(poll_id), ballot_id)
     except REDIS_ERRORS as error:
         # The ballot is committed; its tallies are rebuilt once Redis answers again.
         redis_incident.failed(error, "counting a vote", poll_id=poll_id, context=context)

@@ -143,6 +143,7 @@ def app(stack, database_url, clock, request):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": None,
         "CLOCK": clock,
+        "RATELIMIT_VOTES": "10000 per minute",
     }
     if stack.endswith("-redis"):
         url = request.getfixturevalue("redis_url")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need and run the whole suite: bash tests/run.sh [pytest args]
+# Install what the tests need and run the whole suite, then the fault tier:
+#   bash tests/run.sh            (or with pytest arguments: only that pytest run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,4 +10,21 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 
-exec .venv/bin/python -m pytest "$@"
+# Browser tests (tests/e2e/test_widget_browser.py): Debian's Chromium, never a browser
+# downloaded by `playwright install`, and axe-core from npm in a cache outside the repo.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+AXE_PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/pollbox/npm"
+export POLLBOX_AXE_JS="$AXE_PREFIX/node_modules/axe-core/axe.min.js"
+if [ ! -f "$POLLBOX_AXE_JS" ] && command -v npm >/dev/null; then
+  npm install --no-save --silent --prefix "$AXE_PREFIX" axe-core@4
+fi
+
+if [ "$#" -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+# The fault tier (about a minute and a half): its own Redis, PostgreSQL and gunicorn
+# processes on free ports, killed and stopped on purpose; the shared services are untouched.
+exec .venv/bin/python -m pytest -m faults tests/faults

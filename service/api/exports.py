@@ -98,6 +98,10 @@ class VoteRowSchema(StrictSchema):
         required=True, allow_none=True,
         metadata={"description": "A per-poll pseudonym of the voter (browser, or site user)."},
     )
+    comment_hidden = fields.Boolean(
+        required=True,
+        metadata={"description": "The owner hid the comment from every public surface."},
+    )
 
 
 class PollExportSchema(StrictSchema):

@@ -5,12 +5,17 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
-from service import cors, polls
+from service import cors, polls, webhooks
 from service.api.base import Blueprint
 from service.api.common import OWNER_SECURITY, base_url, now, owner_only
 from service.extensions import db, redis_handle
 from service.owners import request_owner, require_owner
-from service.schemas import PollCreateSchema, PollSchema, PollUpdateSchema
+from service.schemas import (
+    PollCreateSchema,
+    PollSchema,
+    PollUpdateSchema,
+    SigningSecretSchema,
+)
 
 blp = Blueprint(
     "polls", __name__, url_prefix="/api/v1/polls", description="Create and manage polls."
@@ -78,7 +83,10 @@ class PollById(MethodView):
     def patch(self, data, poll_id):
         """Change a poll: close or reopen it, correct labels, add options, change settings."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        was_closed = poll.status_at(now()) == "closed"
         poll = polls.update_poll(session=db.session, poll=poll, data=data, now=now())
+        if not was_closed and poll.status_at(now()) == "closed":
+            webhooks.poll_closed(session=db.session, poll=poll, reason="manual", now=now())
         return _owner_view(poll)
 
     @owner_only
@@ -90,3 +98,18 @@ class PollById(MethodView):
         """Delete a poll and all its votes."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
         polls.delete_poll(session=db.session, redis=redis_handle(), poll=poll)
+
+
+@blp.route("/<poll_id>/signing-secret")
+class SigningSecret(MethodView):
+    @owner_only
+    @blp.doc(security=OWNER_SECURITY)
+    @blp.response(200, SigningSecretSchema)
+    @blp.alt_response(401, description="Missing or invalid API key")
+    @blp.alt_response(403, description="Another owner's poll")
+    @blp.alt_response(404, description="Unknown poll")
+    def post(self, poll_id):
+        """Rotate the secret that signs voter ids for `duplicate_check: user`."""
+        poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
+        secret = polls.rotate_signing_secret(session=db.session, poll=poll, now=now())
+        return {"poll_id": poll.id, "signing_secret": secret}

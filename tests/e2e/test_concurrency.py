@@ -30,7 +30,8 @@ WORKERS = 2
 # Each worker may hold at most 3/4 of a burst's connections (see start_server).
 WORKER_SHARE_NUMERATOR, WORKER_SHARE_DENOMINATOR = 3, 4
 REQUEST_TIMEOUT_SECONDS = 30
-# The production access log plus the worker's pid (%(p)s), to see which workers voted.
+# An access log with the worker's pid (%(p)s), to see which workers voted (production
+# runs without gunicorn's access log: the app logs requests itself).
 ACCESS_LOG_WITH_PID = '%(p)s "%(r)s" %(s)s'
 VOTE_LINE = re.compile(r'^<(\d+)> "POST /api/v1/polls/\S+/votes HTTP')
 # Addresses from 198.18.0.0/15, the range set aside for benchmarking (RFC 2544).
@@ -154,7 +155,7 @@ def start_server(gunicorn_server, e2e_database_url, clean_redis, owner_key):
         capacity = size * WORKER_SHARE_NUMERATOR // WORKER_SHARE_DENOMINATOR
         return gunicorn_server(
             database_url=e2e_database_url, redis_url=clean_redis, workers=WORKERS,
-            args=("--worker-connections", str(capacity),
+            args=("--worker-connections", str(capacity), "--access-logfile", "-",
                   "--access-logformat", ACCESS_LOG_WITH_PID),
         )
 

@@ -1,0 +1,81 @@
+"""Live tallies as Server-Sent Events."""
+
+from __future__ import annotations
+
+from flask import current_app, json, request, stream_with_context
+from flask.views import MethodView
+
+from service import cors, polls, stream, tallies, voting
+from service.api.base import Blueprint
+from service.api.common import now
+from service.errors import NotFound, ResultsHidden
+from service.extensions import db, redis_handle
+from service.identity import read_voter
+from service.owners import request_owner
+
+blp = Blueprint("stream", __name__, url_prefix="/api/v1/polls", description="Read results.")
+
+
+@blp.route("/<poll_id>/tallies/stream")
+class TalliesStream(MethodView):
+    @blp.doc(responses={"200": {
+        "description": (
+            "`event: tallies` with the tallies JSON (as `GET .../tallies`) at once and after "
+            "every change (coalesced, at most 4 per second); a comment line at least every "
+            "15 s. The stream ends after 30 minutes; EventSource reconnects."
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }})
+    @blp.alt_response(403, description="`results_hidden`")
+    @blp.alt_response(404, description="Unknown poll")
+    def get(self, poll_id):
+        """Follow the results live (Server-Sent Events)."""
+        session = db.session
+        cache = stream.poll_cache()
+
+        def load():
+            try:
+                return polls.get_poll(session=session, poll_id=poll_id)
+            finally:
+                session.close()  # a stream holds no database connection while it waits
+
+        poll = cache.get(poll_id, load)
+        cors.allow(poll)
+        owner = request_owner()
+        is_owner = owner is not None and owner.id == poll.owner_id
+        secret = current_app.config["SECRET_KEY"]
+
+        def has_voted() -> bool:
+            voter = read_voter(request, secret)
+            return voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
+
+        try:
+            if not tallies.results_visible(poll, now=now(), is_owner=is_owner,
+                                           has_voted=has_voted):
+                raise ResultsHidden()
+        finally:
+            session.close()
+
+        def render() -> str:
+            moment = now()
+            try:
+                current = cache.get(poll_id, load)  # status and labels, re-read every 15 s
+                counts = tallies.read(session=session, redis=redis_handle(), poll=current)
+                view = tallies.tallies_view(
+                    current, counts, now=moment,
+                    suppressed=tallies.is_suppressed(current, counts, is_owner=is_owner),
+                )
+            except NotFound:
+                return json.dumps({"poll_id": poll_id, "status": "deleted"})
+            finally:
+                session.close()
+            return json.dumps(view)
+
+        events = stream.follow(hub=stream.hub(), poll_id=poll_id, render=render)
+        response = current_app.response_class(
+            stream_with_context(events), mimetype="text/event-stream"
+        )
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on at once
+        response.vary.update(("Authorization", "Cookie"))
+        return response

@@ -1,0 +1,130 @@
+"""Logs: one JSON object per line (or plain text), each tagged with the request's id.
+
+Modules log through `logging.getLogger(__name__)` as usual; the factory installs one
+handler on the root logger. Every answer carries `X-Request-ID`: the caller's, when it
+is 1..128 safe characters, else a new one. Lines never hold a client address, a cookie,
+an API key or a query string: only the method and the path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._~:+=/-]{1,128}")
+LOG_FORMATS = ("json", "text")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# Fields a request adds to its log lines, when set.
+REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms")
+REQUEST_LOGGER = "service.requests"
+# URL variables that are secrets (a voter's receipt): logged as their name, never value.
+SECRET_VIEW_ARGS = ("receipt",)
+
+log = logging.getLogger(REQUEST_LOGGER)
+
+
+class RequestContextFilter(logging.Filter):
+    """Add the current request's id, method and path to every record logged during it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context():
+            record.request_id = getattr(record, "request_id", None) or g.get("request_id")
+            record.method = getattr(record, "method", None) or request.method
+            record.path = getattr(record, "path", None) or logged_path()
+        elif not hasattr(record, "request_id"):
+            record.request_id = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the request's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ).replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in REQUEST_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = "-"
+        return super().format(record)
+
+
+class _PollboxHandler(logging.StreamHandler):
+    """Marks the handler the factory installed, so a second app replaces it, not adds one."""
+
+
+def configure(*, log_format: str, level: str) -> None:
+    """Send the process's logs to stderr in the given format (once per process)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _PollboxHandler)]:
+        root.removeHandler(handler)
+    handler = _PollboxHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
+    handler.addFilter(RequestContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def logged_path() -> str:
+    """The request's path with its secret URL variables replaced by their names."""
+    path = request.path
+    for name in SECRET_VIEW_ARGS:
+        value = (request.view_args or {}).get(name)
+        if value:
+            path = path.replace(value, f"<{name}>")
+    return path
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's request id if it is safe to log and echo, else a fresh one."""
+    if header and REQUEST_ID_PATTERN.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def _begin() -> None:
+    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    g.log_started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    request_id = g.get("request_id") or request_id_from(None)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("log_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    path = logged_path()
+    log.info("%s %s %s", request.method, path, response.status_code,
+             extra={"request_id": request_id, "method": request.method, "path": path,
+                    "status": response.status_code, "duration_ms": duration_ms})
+    return response
+
+
+def init_app(app: Flask, *, configure_logging: bool) -> None:
+    """Tag requests with an id and log each answer; set up the process's logs if asked."""
+    if configure_logging:
+        configure(log_format=app.config["LOG_FORMAT"], level=app.config.get("LOG_LEVEL", "INFO"))
+    app.before_request(_begin)
+    app.after_request(_finish)

@@ -1,0 +1,208 @@
+/* Pollbox widget: progressive enhancement of the plain form.
+ * Votes through the JSON API without a reload, shows errors inline, keeps the results
+ * live (Server-Sent Events, else polling with If-None-Match), and tells the embedding
+ * page (only the origin the server validated) how tall it is. Text goes in as text only. */
+(function () {
+  "use strict";
+
+  var POLL_INTERVAL_MS = 10000;
+  var MAX_FRAME_HEIGHT = 5000;
+  var configElement = document.getElementById("pb-config");
+  if (!configElement || !window.fetch) { return; }
+  var config = JSON.parse(configElement.textContent);
+  var texts = config.texts;
+  var plurals = window.Intl && Intl.PluralRules ? new Intl.PluralRules(config.lang) : null;
+  var numbers = window.Intl ? new Intl.NumberFormat(config.lang) : null;
+  var percents = window.Intl ? new Intl.NumberFormat(config.lang, {
+    style: "percent", maximumFractionDigits: 2
+  }) : null;
+
+  function byId(id) { return document.getElementById(id); }
+  function number(n) { return numbers ? numbers.format(n) : String(n); }
+  function percent(p) { return percents ? percents.format(p / 100) : p + " %"; }
+  function counted(forms, n) {
+    var category = plurals ? plurals.select(n) : (n === 1 ? "one" : "other");
+    return (forms[category] || forms.other).replace("{n}", number(n));
+  }
+
+  /* Size: only to the parent origin the server accepted for this poll. */
+  var parentOrigin = config.origin;
+  if (parentOrigin && location.ancestorOrigins && location.ancestorOrigins.length &&
+      location.ancestorOrigins[0] !== parentOrigin) {
+    parentOrigin = null;
+  }
+  var lastHeight = 0;
+  function postSize() {
+    if (!parentOrigin || window.parent === window) { return; }
+    var height = Math.min(MAX_FRAME_HEIGHT,
+      Math.ceil(document.documentElement.getBoundingClientRect().height));
+    if (height === lastHeight) { return; }
+    lastHeight = height;
+    window.parent.postMessage(
+      { type: "pollbox:resize", poll: config.pollId, height: height, title: config.title },
+      parentOrigin
+    );
+  }
+  if (window.ResizeObserver) {
+    new ResizeObserver(postSize).observe(document.documentElement);
+  } else {
+    window.addEventListener("resize", postSize);
+  }
+  postSize();
+
+  /* Results */
+  var section = byId("pb-results");
+  function renderResults(tallies) {
+    if (!section || !tallies || !tallies.options) { return; }
+    var list = byId("pb-bars");
+    var items = [];
+    tallies.options.forEach(function (option) {
+      var item = document.createElement("li");
+      item.className = "pb-bar";
+      item.setAttribute("data-option", String(option.id));
+      var line = document.createElement("div");
+      line.className = "pb-bar-text";
+      var label = document.createElement("span");
+      label.className = "pb-bar-label";
+      label.textContent = option.label;
+      line.appendChild(label);
+      item.appendChild(line);
+      if (option.votes !== null && option.votes !== undefined) {
+        var value = document.createElement("span");
+        value.className = "pb-bar-value";
+        value.textContent = percent(option.percent) + " (" + counted(texts.votes, option.votes) + ")";
+        line.appendChild(document.createTextNode(" "));
+        line.appendChild(value);
+        var track = document.createElement("div");
+        track.className = "pb-track";
+        track.setAttribute("aria-hidden", "true");
+        var fill = document.createElement("div");
+        fill.className = "pb-fill";
+        fill.style.width = Math.max(0, Math.min(100, option.percent)) + "%";
+        track.appendChild(fill);
+        item.appendChild(track);
+      }
+      items.push(item);
+    });
+    list.replaceChildren.apply(list, items);
+    byId("pb-suppressed").hidden = !tallies.suppressed;
+    var other = byId("pb-other");
+    if (config.allowOther && tallies.other_votes !== null && tallies.other_votes !== undefined) {
+      other.textContent = texts.other + ": " + number(tallies.other_votes);
+      other.hidden = false;
+    } else {
+      other.hidden = true;
+    }
+    byId("pb-total").textContent = counted(texts.total, tallies.total_votes);
+    section.hidden = false;
+  }
+
+  /* Live updates */
+  var live = null;
+  var etag = null;
+  function poll() {
+    var headers = {};
+    if (etag) { headers["If-None-Match"] = etag; }
+    fetch(config.talliesUrl, { headers: headers, credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        if (response.status === 200) {
+          etag = response.headers.get("ETag");
+          return response.json().then(renderResults);
+        }
+        return null;
+      })
+      .catch(function () { return null; })
+      .then(function () { live = window.setTimeout(poll, POLL_INTERVAL_MS); });
+  }
+  function startLive() {
+    if (live) { return; }
+    if (window.EventSource) {
+      var source = new EventSource(config.streamUrl);
+      live = source;
+      source.addEventListener("tallies", function (event) {
+        renderResults(JSON.parse(event.data));
+      });
+      source.onerror = function () {
+        if (source.readyState === EventSource.CLOSED) {
+          live = null;
+          poll();
+        }
+      };
+    } else {
+      live = true;
+      poll();
+    }
+  }
+  if (config.live) { startLive(); }
+
+  /* Voting */
+  var form = byId("pb-form");
+  if (!form) { return; }
+  var errorBox = byId("pb-error");
+  var statusBox = byId("pb-status");
+  var submit = byId("pb-submit");
+
+  function showError(code) {
+    errorBox.textContent = texts.errors[code] || texts.errors.invalid;
+  }
+
+  function randomKey() {
+    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
+    return String(Date.now()) + Math.random().toString(16).slice(2);
+  }
+
+  var idempotencyKey = null;
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    errorBox.textContent = "";
+    var choices = [];
+    form.querySelectorAll('input[name="choice"]:checked').forEach(function (input) {
+      choices.push(parseInt(input.value, 10));
+    });
+    var otherInput = form.querySelector('input[name="other"]');
+    var commentInput = form.querySelector('textarea[name="comment"]');
+    var other = otherInput ? otherInput.value.trim() : "";
+    var comment = commentInput ? commentInput.value.trim() : "";
+    if (!choices.length && !other) { showError("choose_one"); return; }
+    if (choices.length > config.maxChoices) { showError("too_many"); return; }
+    var body = { choices: choices };
+    if (other) { body.other = other; }
+    if (comment) { body.comment = comment; }
+    if (config.context) { body.context = config.context; }
+    idempotencyKey = idempotencyKey || randomKey();
+    submit.disabled = true;
+    statusBox.textContent = texts.sending;
+    fetch(config.voteUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": idempotencyKey },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (response.status === 201) {
+          form.hidden = true;
+          if (data.tallies) {
+            statusBox.textContent = texts.thanks;
+            renderResults(data.tallies);
+            startLive();
+          } else {
+            statusBox.textContent = config.hiddenText;
+          }
+          statusBox.setAttribute("tabindex", "-1");
+          statusBox.focus();
+          return;
+        }
+        idempotencyKey = null;
+        statusBox.textContent = "";
+        submit.disabled = false;
+        var code = data.code;
+        if (code === "validation_error") { code = "invalid"; }
+        showError(code);
+      });
+    }).catch(function () {
+      statusBox.textContent = "";
+      submit.disabled = false;
+      showError("network");
+    });
+  });
+})();

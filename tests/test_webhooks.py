@@ -1,0 +1,507 @@
+"""Webhooks: the resource API, the SSRF guard, Standard Webhooks signatures, batched
+`vote.created`, manual and scheduled `poll.closed`, retries with every attempt logged,
+and votes that never wait for (or fail because of) a delivery.
+
+Deliveries go to a receiver on loopback started by each test (allowed by the development
+setting WEBHOOKS_ALLOW_PRIVATE). Without REDIS_URL the app's in-process dispatcher sends
+them; with Redis, `settle` runs the dispatcher and an RQ SimpleWorker in burst mode. The
+SSRF tests only check refusals made before any connection: no traffic leaves loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import redis
+from rq import SimpleWorker
+
+from service import webhook_sender, webhooks
+from service.extensions import redis_handle
+
+SETTLE_TIMEOUT_SECONDS = 15
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class Receiver:
+    """A webhook endpoint on loopback: records requests, answers scripted statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.statuses: list[int] = []  # answered in turn; 200 once they run out
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay)
+                receiver.requests.append({"headers": {k.lower(): v for k, v in
+                                                      self.headers.items()},
+                                          "body": body, "at": time.monotonic()})
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def events(self) -> list[dict]:
+        return [json.loads(request["body"]) for request in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def hooks_app(app):
+    """The app with the development setting on, immediate retries and a fast dispatcher."""
+    app.config.update(WEBHOOKS_ALLOW_PRIVATE=True, WEBHOOK_RETRY_DELAYS=(0, 0, 0, 0, 0),
+                      WEBHOOKS_TICK_SECONDS=0.05)
+    yield app
+    webhooks.stop(app)
+
+
+@pytest.fixture
+def hook_client(hooks_app):
+    return hooks_app.test_client()
+
+
+@pytest.fixture
+def make_hook(hook_client, auth, receiver):
+    def make(events=("vote.created", "poll.closed"), **fields) -> dict:
+        response = hook_client.post("/api/v1/webhooks", headers=auth, json={
+            "url": receiver.url, "events": list(events), **fields})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return make
+
+
+def settle(app, done, timeout=SETTLE_TIMEOUT_SECONDS):
+    """Let the webhooks machinery work until `done()` holds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "webhooks did not settle in time"
+        with app.app_context():
+            handle = redis_handle()
+        if handle.shared:
+            webhooks.run_tick(app)
+            with app.app_context():
+                queue = webhooks.runner(app).queue
+                SimpleWorker([queue], connection=handle.client).work(burst=True)
+        time.sleep(0.05)
+
+
+def deliveries(client, auth, hook) -> list[dict]:
+    response = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def settled(client, auth, hook, count=1):
+    def done() -> bool:
+        found = deliveries(client, auth, hook)
+        return len(found) >= count and all(d["status"] != "pending" for d in found)
+
+    return done
+
+
+def verify(secret: str, headers: dict, body: bytes) -> dict:
+    """Standard Webhooks verification, written from the spec (not the service's code)."""
+    message_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    assert abs(time.time() - int(timestamp)) < SIGNATURE_TOLERANCE_SECONDS
+    key = base64.b64decode(secret.split("_", 1)[1])
+    content = f"{message_id}.{timestamp}.{body.decode()}".encode()
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    for signature in headers["webhook-signature"].split(" "):
+        version, _, value = signature.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return json.loads(body)
+    raise AssertionError("no valid signature")
+
+
+# The resource -------------------------------------------------------------------------
+
+
+def test_creating_a_webhook_shows_its_secret_once(hook_client, auth, make_hook):
+    hook = make_hook()
+    assert hook["id"] and hook["events"] == ["vote.created", "poll.closed"]
+    assert hook["poll_id"] is None and hook["created_at"].endswith("Z")
+    assert hook["secret"].startswith("whsec_")
+    assert len(base64.b64decode(hook["secret"].removeprefix("whsec_"))) == 24
+    read = hook_client.get(f"/api/v1/webhooks/{hook['id']}", headers=auth).get_json()
+    assert "secret" not in read and read["url"] == hook["url"]
+    listed = hook_client.get("/api/v1/webhooks", headers=auth)
+    assert [found["id"] for found in listed.get_json()] == [hook["id"]]
+    assert "secret" not in listed.get_json()[0]
+    assert json.loads(listed.headers["X-Pagination"])["total"] == 1
+
+
+def test_deleting_a_webhook_removes_it_and_its_deliveries(hook_client, auth, make_hook):
+    hook = make_hook()
+    assert hook_client.delete(f"/api/v1/webhooks/{hook['id']}", headers=auth).status_code == 204
+    for path in ("", "/deliveries"):
+        gone = hook_client.get(f"/api/v1/webhooks/{hook['id']}{path}", headers=auth)
+        assert (gone.status_code, gone.get_json()["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"events": ["vote.deleted"]}, "events.0"),
+    ({"events": []}, "events"),
+    ({"url": ""}, "url"),
+    ({"secret": "mine"}, "secret"),
+])
+def test_webhook_fields_are_validated(hook_client, auth, receiver, body, field):
+    response = hook_client.post("/api/v1/webhooks", headers=auth, json={
+        "url": receiver.url, "events": ["vote.created"], **body})
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]
+
+
+def test_a_webhook_for_one_poll_needs_the_owners_poll(hook_client, auth, other_auth, make_poll,
+                                                      receiver):
+    poll = make_poll()
+    body = {"url": receiver.url, "events": ["vote.created"], "poll_id": poll["id"]}
+    assert hook_client.post("/api/v1/webhooks", headers=other_auth, json=body).status_code == 403
+    missing = hook_client.post("/api/v1/webhooks", headers=auth, json={**body, "poll_id": "nope"})
+    assert missing.status_code == 404
+    assert hook_client.post("/api/v1/webhooks", headers=auth, json=body).status_code == 201
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", ""), ("delete", ""), ("get", "/deliveries"), ("post", "/test"),
+])
+def test_webhooks_are_the_owners_alone(hook_client, auth, other_auth, make_hook, method, path):
+    hook = make_hook()
+    send = getattr(hook_client, method)
+    assert send(f"/api/v1/webhooks/{hook['id']}{path}").status_code == 401
+    forbidden = send(f"/api/v1/webhooks/{hook['id']}{path}", headers=other_auth)
+    assert (forbidden.status_code, forbidden.get_json()["code"]) == (403, "forbidden")
+    missing = send(f"/api/v1/webhooks/wh_nope{path}", headers=auth)
+    assert (missing.status_code, missing.get_json()["code"]) == (404, "not_found")
+    assert hook_client.get("/api/v1/webhooks", headers=other_auth).get_json() == []
+    assert hook_client.get("/api/v1/webhooks").status_code == 401
+
+
+# The SSRF guard -------------------------------------------------------------------------
+
+REFUSED_URLS = [
+    "http://127.0.0.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/",
+    "http://example.com/hook",  # plain http: refused by scheme, never resolved
+    "https://localhost/hook",
+    "https://127.0.0.1:8443/hook",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.1/",
+    "https://172.16.5.4/",
+    "https://192.168.1.1/",
+    "https://100.64.0.1/",
+    "https://0.0.0.0/",
+    "https://224.0.0.1/",
+    "https://240.0.0.1/",
+    "https://[::1]/",
+    "https://[fe80::1]/",
+    "https://[fc00::1]/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[::ffff:169.254.169.254]/",
+    "ftp://127.0.0.1/",
+    "https://user:pass@127.0.0.1/",
+    "not a url",
+]
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Fail the test if anything opens a connection."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS)
+def test_unsafe_urls_are_refused_without_the_development_setting(client, auth, url,
+                                                                 no_connections):
+    response = client.post("/api/v1/webhooks", headers=auth,
+                           json={"url": url, "events": ["vote.created"]})
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"]["url"]
+    assert client.get("/api/v1/webhooks", headers=auth).get_json() == []
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"])
+def test_public_addresses_pass_the_guard(address):
+    assert webhook_sender.is_public(address)
+
+
+def test_the_guard_runs_again_at_delivery_time(hook_client, hooks_app, auth, make_hook,
+                                               receiver):
+    hook = make_hook()
+    hooks_app.config["WEBHOOKS_ALLOW_PRIVATE"] = False
+    hooks_app.config["WEBHOOK_RETRY_DELAYS"] = ()
+    assert hook_client.post(f"/api/v1/webhooks/{hook['id']}/test",
+                            headers=auth).status_code == 202
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [delivery] = deliveries(hook_client, auth, hook)
+    assert delivery["status"] == "failed"
+    assert delivery["attempts"][0]["error"].startswith("refused: The URL must use https")
+    assert receiver.requests == []
+
+
+# Signatures and events ------------------------------------------------------------------
+
+
+def test_test_send_is_signed_per_standard_webhooks(hook_client, hooks_app, auth, make_hook,
+                                                   receiver):
+    hook = make_hook()
+    response = hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "pending"
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["type"] == "webhook.test" and event["data"]["webhook_id"] == hook["id"]
+    assert request["headers"]["content-type"] == "application/json"
+    [delivery] = deliveries(hook_client, auth, hook)
+    assert delivery["message_id"] == request["headers"]["webhook-id"]
+    assert delivery["status"] == "succeeded"
+    assert [a["response_status"] for a in delivery["attempts"]] == [200]
+
+
+def test_a_tampered_body_does_not_verify(hook_client, hooks_app, auth, make_hook, receiver):
+    hook = make_hook()
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    with pytest.raises(AssertionError):
+        verify(hook["secret"], request["headers"], request["body"].replace(b"test", b"tEst"))
+
+
+def test_votes_in_one_second_arrive_as_one_signed_batch(hook_client, hooks_app, auth,
+                                                        make_hook, make_poll, vote, clock,
+                                                        receiver):
+    poll = make_poll(duplicate_check="none", allow_comment=True)
+    hook = make_hook(events=["vote.created"])
+    time.sleep(1 - time.time() % 1)  # both votes early in one wall-clock second
+    first = vote(poll, context="/a", comment="Nice").get_json()["vote"]["id"]
+    clock.advance(seconds=1)
+    second = vote(poll, [poll["options"][1]["id"]]).get_json()["vote"]["id"]
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["type"] == "vote.created" and event["data"]["poll_id"] == poll["id"]
+    assert [v["id"] for v in event["data"]["votes"]] == [first, second]
+    assert event["data"]["votes"][0]["context"] == "/a"
+    assert event["data"]["votes"][0]["comment"] == "Nice"
+    assert event["data"]["votes"][1]["choices"] == [poll["options"][1]["id"]]
+    assert event["data"]["votes"][1]["created_at"].endswith("Z")
+
+
+def test_votes_in_different_seconds_are_separate_deliveries(hook_client, hooks_app, auth,
+                                                            make_hook, make_poll, vote,
+                                                            receiver):
+    poll = make_poll(duplicate_check="none")
+    hook = make_hook(events=["vote.created"])
+    vote(poll)
+    time.sleep(1 - time.time() % 1)
+    vote(poll)
+    settle(hooks_app, settled(hook_client, auth, hook, count=2))
+    assert sorted(len(e["data"]["votes"]) for e in receiver.events()) == [1, 1]
+
+
+def test_a_poll_webhook_hears_only_its_poll_and_not_other_owners(hook_client, hooks_app, auth,
+                                                                 other_auth, make_hook,
+                                                                 make_poll, vote, receiver):
+    watched, other = make_poll(duplicate_check="none"), make_poll(duplicate_check="none")
+    hook = make_hook(events=["vote.created"], poll_id=watched["id"])
+    strangers = hook_client.post("/api/v1/polls", headers=other_auth, json={
+        "question": "Elsewhere?", "options": ["A", "B"], "duplicate_check": "none"}).get_json()
+    vote(other)
+    vote(strangers)
+    vote(watched)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    time.sleep(0.3)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    assert [e["data"]["poll_id"] for e in receiver.events()] == [watched["id"]]
+
+
+def test_closing_a_poll_fires_poll_closed_once(hook_client, hooks_app, auth, make_hook,
+                                               make_poll, receiver):
+    poll = make_poll()
+    hook = make_hook(events=["poll.closed"])
+    url = f"/api/v1/polls/{poll['id']}"
+    assert hook_client.patch(url, json={"status": "closed"}, headers=auth).status_code == 200
+    assert hook_client.patch(url, json={"status": "closed"}, headers=auth).status_code == 200
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["type"] == "poll.closed"
+    assert (event["data"]["poll_id"], event["data"]["reason"]) == (poll["id"], "manual")
+    assert len(deliveries(hook_client, auth, hook)) == 1
+
+
+def test_a_scheduled_close_fires_poll_closed_once(hook_client, hooks_app, auth, make_hook,
+                                                  make_poll, clock, receiver):
+    clock.frozen = datetime.now(UTC).replace(microsecond=0)
+    closes_at = clock.frozen + timedelta(minutes=30)
+    poll = make_poll(closes_at=closes_at.isoformat())
+    hook = make_hook(events=["poll.closed"])
+    webhooks.run_tick(hooks_app)
+    assert deliveries(hook_client, auth, hook) == []
+    clock.advance(hours=1)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    webhooks.run_tick(hooks_app)
+    [event] = receiver.events()
+    assert (event["data"]["poll_id"], event["data"]["reason"]) == (poll["id"], "scheduled")
+    assert event["data"]["closed_at"] == closes_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert len(deliveries(hook_client, auth, hook)) == 1
+
+
+# Retries and the vote path ---------------------------------------------------------------
+
+
+def test_three_failures_then_success_log_four_attempts(hook_client, hooks_app, auth,
+                                                       make_hook, receiver):
+    receiver.statuses = [500, 503, 404]
+    hook = make_hook()
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [delivery] = deliveries(hook_client, auth, hook)
+    assert delivery["status"] == "succeeded" and delivery["next_attempt_at"] is None
+    attempts = delivery["attempts"]
+    assert [a["number"] for a in attempts] == [1, 2, 3, 4]
+    assert [a["response_status"] for a in attempts] == [500, 503, 404, 200]
+    assert [a["error"] for a in attempts] == ["HTTP 500", "HTTP 503", "HTTP 404", None]
+    assert all(a["attempted_at"].endswith("Z") for a in attempts)
+    # Every retry is the same message, freshly signed.
+    assert len({r["headers"]["webhook-id"] for r in receiver.requests}) == 1
+    for request in receiver.requests:
+        verify(hook["secret"], request["headers"], request["body"])
+
+
+def test_a_delivery_stops_when_its_retries_run_out(hook_client, hooks_app, auth, make_hook,
+                                                   receiver):
+    hooks_app.config["WEBHOOK_RETRY_DELAYS"] = (0, 0)
+    receiver.statuses = [500] * 10
+    hook = make_hook()
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [delivery] = deliveries(hook_client, auth, hook)
+    assert delivery["status"] == "failed" and len(delivery["attempts"]) == 3
+
+
+def test_an_unreachable_receiver_is_logged_as_an_error(hook_client, hooks_app, auth, make_hook,
+                                                       receiver):
+    hooks_app.config["WEBHOOK_RETRY_DELAYS"] = ()
+    hook = make_hook()
+    receiver.close()  # nothing listens on the port any more
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [attempt] = deliveries(hook_client, auth, hook)[0]["attempts"]
+    assert attempt["response_status"] is None
+    assert attempt["error"].startswith("ConnectionRefusedError")
+    receiver.server = type("Closed", (), {"shutdown": lambda s: None,
+                                          "server_close": lambda s: None})()
+
+
+def test_the_default_retries_last_more_than_a_day():
+    from service.config import DEFAULT_WEBHOOK_RETRY_DELAYS
+
+    assert sum(DEFAULT_WEBHOOK_RETRY_DELAYS) >= 24 * 3600
+    assert list(DEFAULT_WEBHOOK_RETRY_DELAYS) == sorted(DEFAULT_WEBHOOK_RETRY_DELAYS)
+
+
+def test_a_vote_never_waits_for_a_slow_receiver(hook_client, hooks_app, auth, make_hook,
+                                                make_poll, vote, receiver):
+    receiver.delay = 2.0
+    poll = make_poll(duplicate_check="none")
+    hook = make_hook(events=["vote.created"])
+    started = time.monotonic()
+    answers = [vote(poll).status_code for _ in range(5)]
+    elapsed = time.monotonic() - started
+    assert answers == [201] * 5
+    assert elapsed < 1.0, f"5 votes took {elapsed:.2f} s"
+    settle(hooks_app, settled(hook_client, auth, hook))
+    assert sum(len(e["data"]["votes"]) for e in receiver.events()) == 5
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a bug"), redis.ConnectionError("gone")])
+def test_a_vote_succeeds_when_the_webhook_note_fails(hooks_app, auth, make_hook, make_poll,
+                                                     vote, monkeypatch, caplog, failure):
+    poll = make_poll(duplicate_check="none")
+    make_hook(events=["vote.created"])
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(webhooks, "_script", broken)
+    assert vote(poll).status_code == 201
+    if isinstance(failure, RuntimeError):
+        assert "could not note a vote for webhooks" in caplog.text
+
+
+def test_votes_are_not_noted_for_owners_without_webhooks(hooks_app, make_poll, vote):
+    poll = make_poll(duplicate_check="none")
+    assert vote(poll).status_code == 201
+    with hooks_app.app_context():
+        assert redis_handle().client.zcard("pollbox:{webhooks}:batches") == 0
+
+
+def test_the_worker_command_sends_what_is_due(hook_client, hooks_app, auth, make_hook,
+                                              receiver):
+    hook = make_hook()
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    result = hooks_app.test_cli_runner().invoke(args=["webhooks", "worker", "--burst"])
+    with hooks_app.app_context():
+        shared = redis_handle().shared
+    if not shared:
+        assert result.exit_code != 0 and "REDIS_URL is not set" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    [delivery] = deliveries(hook_client, auth, hook)
+    assert delivery["status"] == "succeeded"
+    verify(hook["secret"], receiver.requests[0]["headers"], receiver.requests[0]["body"])
+
+
+def test_webhook_answers_validate_against_the_openapi_spec(hook_client, hooks_app, auth,
+                                                           make_hook, receiver):
+    from tests.test_trust_api_spec import openapi_validator
+
+    receiver.statuses = [500]
+    hook = make_hook()
+    hook_client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    openapi_validator(hook_client, "Webhook").validate(hook)
+    validator = openapi_validator(hook_client, "Delivery")
+    for delivery in deliveries(hook_client, auth, hook):
+        validator.validate(delivery)
+    paths = hook_client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert {"/api/v1/webhooks", "/api/v1/webhooks/{webhook_id}",
+            "/api/v1/webhooks/{webhook_id}/deliveries",
+            "/api/v1/webhooks/{webhook_id}/test"} <= set(paths)
