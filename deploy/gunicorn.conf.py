@@ -70,6 +70,8 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Start the worker's periodic reconciliation (one process per period runs it)."""
+    if "pollbox.redis" not in getattr(worker.wsgi, "extensions", {}):
+        return  # another app under this config: bench/hello.py, the benchmark's ceiling
     from service import reconcile
 
     reconcile.start_periodic(worker.wsgi)

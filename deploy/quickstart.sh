@@ -13,6 +13,8 @@ fi
 .venv/bin/python -m pip install --quiet -e .
 
 export FLASK_APP=wsgi
+# Readable logs for a person at a terminal (production default: JSON lines).
+export LOG_FORMAT="${LOG_FORMAT:-text}"
 .venv/bin/flask db upgrade
 echo
 .venv/bin/flask demo --base-url "http://127.0.0.1:${PORT}"

@@ -86,6 +86,8 @@ def configure(*, log_format: str, level: str) -> None:
     handler.addFilter(RequestContextFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Alembic announces each of its plugins at INFO whenever it is imported; not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def logged_path() -> str:
