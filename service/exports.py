@@ -463,6 +463,7 @@ def _csv_cells(row: tuple) -> list:
         (FORMULA_GUARD + value if value.startswith(FORMULA_TRIGGERS) else value)
         if value.__class__ is str
         else defuse(CSV_LIST_SEPARATOR.join(map(str, value))) if value.__class__ is list
+        else ("true" if value else "false") if value.__class__ is bool  # as in JSON
         else value  # numbers stay numbers; None is an empty cell
         for value in row
     ]

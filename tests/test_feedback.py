@@ -126,8 +126,8 @@ def test_hidden_comment_stays_in_every_export_format_marked(client, auth, voted)
     assert body.startswith("vote_id,created_at,option_ids,other,comment,context,voter,"
                            "comment_hidden\r\n")
     rows = {row["vote_id"]: row for row in csv.DictReader(io.StringIO(body, newline=""))}
-    assert (rows[answers[0]]["comment"], rows[answers[0]]["comment_hidden"]) == ("first", "True")
-    assert rows[answers[2]]["comment_hidden"] == "False"
+    assert (rows[answers[0]]["comment"], rows[answers[0]]["comment_hidden"]) == ("first", "true")
+    assert rows[answers[2]]["comment_hidden"] == "false"
     document = client.get(url, query_string={"data": "votes", "format": "json"},
                           headers=auth).get_json()
     marked = {row["vote_id"]: row["comment_hidden"] for row in document["rows"]}
