@@ -7,7 +7,11 @@ from datetime import datetime
 
 from flask import current_app, request
 
-from service.owners import require_owner
+from service import tallies, voting
+from service.errors import ResultsHidden
+from service.identity import read_voter
+from service.models import Poll
+from service.owners import request_owner, require_owner
 
 OWNER_SECURITY = [{"bearerAuth": []}]
 
@@ -31,3 +35,21 @@ def owner_only(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def is_poll_owner(poll: Poll) -> bool:
+    """Whether the request carries the poll's owner's key (401 for a bad key)."""
+    owner = request_owner()
+    return owner is not None and owner.id == poll.owner_id
+
+
+def require_results_visible(poll: Poll, *, session, moment: datetime, is_owner: bool) -> None:
+    """403 `results_hidden` unless the poll's `results` rule shows them to this reader."""
+    secret = current_app.config["SECRET_KEY"]
+
+    def has_voted() -> bool:
+        voter = read_voter(request, secret)
+        return voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
+
+    if not tallies.results_visible(poll, now=moment, is_owner=is_owner, has_voted=has_voted):
+        raise ResultsHidden()

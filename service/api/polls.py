@@ -7,9 +7,9 @@ from flask.views import MethodView
 
 from service import cors, polls, webhooks
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, base_url, now, owner_only
+from service.api.common import OWNER_SECURITY, base_url, is_poll_owner, now, owner_only
 from service.extensions import db, redis_handle
-from service.owners import request_owner, require_owner
+from service.owners import require_owner
 from service.schemas import (
     PollCreateSchema,
     PollSchema,
@@ -69,9 +69,8 @@ class PollById(MethodView):
         """Read a poll: the public view, or the owner view with the owner's key."""
         poll = polls.get_poll(session=db.session, poll_id=poll_id)
         cors.allow(poll)
-        owner = request_owner()
-        is_owner = owner is not None and owner.id == poll.owner_id
-        return polls.poll_view(poll, now=now(), base_url=base_url(), for_owner=is_owner)
+        return polls.poll_view(poll, now=now(), base_url=base_url(),
+                               for_owner=is_poll_owner(poll))
 
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

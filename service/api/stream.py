@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, json, request, stream_with_context
+from flask import current_app, json, stream_with_context
 from flask.views import MethodView
 
-from service import cors, polls, stream, tallies, voting
+from service import cors, polls, stream, tallies
 from service.api.base import Blueprint
-from service.api.common import now
-from service.errors import NotFound, ResultsHidden
+from service.api.common import is_poll_owner, now, require_results_visible
+from service.errors import NotFound
 from service.extensions import db, redis_handle
-from service.identity import read_voter
-from service.owners import request_owner
 
 blp = Blueprint("stream", __name__, url_prefix="/api/v1/polls", description="Read results.")
 
@@ -41,18 +39,9 @@ class TalliesStream(MethodView):
 
         poll = cache.get(poll_id, load)
         cors.allow(poll)
-        owner = request_owner()
-        is_owner = owner is not None and owner.id == poll.owner_id
-        secret = current_app.config["SECRET_KEY"]
-
-        def has_voted() -> bool:
-            voter = read_voter(request, secret)
-            return voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
-
+        is_owner = is_poll_owner(poll)
         try:
-            if not tallies.results_visible(poll, now=now(), is_owner=is_owner,
-                                           has_voted=has_voted):
-                raise ResultsHidden()
+            require_results_visible(poll, session=session, moment=now(), is_owner=is_owner)
         finally:
             session.close()
 

@@ -7,13 +7,10 @@ import hashlib
 from flask import current_app, json, request
 from flask.views import MethodView
 
-from service import cors, polls, tallies, voting
+from service import cors, polls, tallies
 from service.api.base import Blueprint
-from service.api.common import now
-from service.errors import ResultsHidden
+from service.api.common import is_poll_owner, now, require_results_visible
 from service.extensions import db, redis_handle
-from service.identity import read_voter
-from service.owners import request_owner
 from service.schemas import TalliesQuerySchema, TalliesSchema
 
 blp = Blueprint("tallies", __name__, url_prefix="/api/v1/polls", description="Read results.")
@@ -33,16 +30,8 @@ class Tallies(MethodView):
         session, moment = db.session, now()
         poll = polls.get_poll(session=session, poll_id=poll_id)
         cors.allow(poll)
-        owner = request_owner()
-        is_owner = owner is not None and owner.id == poll.owner_id
-        secret = current_app.config["SECRET_KEY"]
-
-        def has_voted() -> bool:
-            voter = read_voter(request, secret)
-            return voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
-
-        if not tallies.results_visible(poll, now=moment, is_owner=is_owner, has_voted=has_voted):
-            raise ResultsHidden()
+        is_owner = is_poll_owner(poll)
+        require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)
         counts = tallies.read(session=session, redis=redis_handle(), poll=poll,
                               context=args.get("context"))
         view = tallies.tallies_view(
