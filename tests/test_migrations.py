@@ -1,10 +1,11 @@
-"""Migration 0002 (receipt and idempotency hashes on ballots) upgrades and downgrades on
-SQLite (batch mode) and PostgreSQL."""
+"""Each migration after the first upgrades, downgrades and upgrades again on SQLite
+(batch mode) and PostgreSQL, adding and then removing exactly what it is for."""
 
 from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
@@ -14,36 +15,66 @@ from service import create_app
 from service.extensions import db
 from tests.conftest import SECRET, migrated_postgres_schema
 
-NEW_COLUMNS = {"receipt_hash", "idempotency_hash"}
-NEW_UNIQUE_INDEXES = {"ix_ballots_receipt_hash", "ix_ballots_poll_idempotency"}
+
+@dataclass(frozen=True)
+class Adds:
+    """What a migration adds: tables, columns on ballots, unique indexes on ballots."""
+
+    previous: str
+    tables: set[str] = field(default_factory=set)
+    ballot_columns: set[str] = field(default_factory=set)
+    ballot_unique_indexes: set[str] = field(default_factory=set)
 
 
-def ballots_shape(engine) -> tuple[set[str], set[str]]:
+MIGRATIONS = {
+    "0002": Adds(  # receipt and idempotency hashes on ballots
+        previous="0001",
+        ballot_columns={"receipt_hash", "idempotency_hash"},
+        ballot_unique_indexes={"ix_ballots_receipt_hash", "ix_ballots_poll_idempotency"},
+    ),
+    "0003": Adds(  # hidden comments, webhooks, their deliveries and attempts
+        previous="0002",
+        tables={"webhooks", "webhook_deliveries", "webhook_attempts"},
+        ballot_columns={"comment_hidden"},
+    ),
+}
+
+
+def schema(engine) -> tuple[set[str], set[str], set[str]]:
+    """The tables, the ballots' columns and the ballots' unique indexes."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
-    return columns, unique
+    return set(inspector.get_table_names()), columns, unique
+
+
+def has_all(engine, adds: Adds) -> bool:
+    tables, columns, unique = schema(engine)
+    return (adds.tables <= tables and adds.ballot_columns <= columns
+            and adds.ballot_unique_indexes <= unique)
+
+
+def has_none(engine, adds: Adds) -> bool:
+    tables, columns, unique = schema(engine)
+    return not (adds.tables & tables or adds.ballot_columns & columns
+                or adds.ballot_unique_indexes & unique)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_0002_adds_and_removes_the_hash_columns(tmp_path, backend):
+@pytest.mark.parametrize("revision", list(MIGRATIONS))
+def test_migration_adds_and_removes_what_it_is_for(tmp_path, backend, revision):
+    adds = MIGRATIONS[revision]
     if backend == "sqlite":
         database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
     else:
-        database = migrated_postgres_schema(f"pollbox_migration_{os.getpid()}")
+        database = migrated_postgres_schema(f"pollbox_migration_{revision}_{os.getpid()}")
     with database as url:
         app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
         with app.app_context():
             upgrade()
-            columns, unique = ballots_shape(db.engine)
-            assert NEW_COLUMNS.issubset(columns)
-            assert NEW_UNIQUE_INDEXES.issubset(unique)
-
-            downgrade(revision="0001")
-            columns, unique = ballots_shape(db.engine)
-            assert not NEW_COLUMNS & columns
-            assert not NEW_UNIQUE_INDEXES & unique
-
+            assert has_all(db.engine, adds)
+            downgrade(revision=adds.previous)
+            assert has_none(db.engine, adds)
             upgrade()
-            assert NEW_COLUMNS.issubset(ballots_shape(db.engine)[0])
+            assert has_all(db.engine, adds)
             db.engine.dispose()
