@@ -14,29 +14,20 @@ database `test`, dropped afterwards).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from harness import ROOT, create_poll, database, gunicorn, seed, worker_rss_mb
+
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
-POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SECRET_KEY = "bench-secret"
 CONNECTIONS = 64
 THREADS = 2
-START_TIMEOUT_SECONDS = 30
 
 
 @dataclass
@@ -46,54 +37,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(command: list[str], env: dict) -> str:
-    return subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout
-
-
-@contextlib.contextmanager
-def gunicorn(app: str, env: dict, log: Path):
-    port = free_port()
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind",
-             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", app],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz" if "wsgi" in app else f"{base}/hello")
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"{app} did not start; see {log}") from None
-            time.sleep(0.1)
-    try:
-        yield base, process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-
-
-def worker_rss_mb(master: subprocess.Popen) -> list[float]:
-    """Resident memory of each gunicorn worker (children of the master)."""
-    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    sizes = []
-    for pid in children:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
 
 
 def wrk(name: str, url: str, seconds: int, script: str | None = None,
@@ -120,39 +63,8 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def seed(env: dict) -> dict:
-    """Migrate, create an owner and polls; return ids for the load scripts."""
-    run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], env)
-    key = run([str(BIN / "flask"), "--app", "wsgi", "owners", "create",
-               f"bench-{os.getpid()}-{time.monotonic_ns()}"], env).strip().splitlines()[-1]
-    return {"key": key}
-
-
-def create_poll(base: str, key: str, **fields) -> dict:
-    body = {"question": "Are you currently taking or have you ever been prescribed "
-                        "anti-depressants?",
-            "options": ["Yes, currently", "Yes, in the past", "No, never"], **fields}
-    request = urllib.request.Request(
-        f"{base}/api/v1/polls", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(request))
-
-
 def bench_database(db: str, seconds: int, workdir: Path) -> list[Result]:
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "SECRET_KEY": SECRET_KEY,
-           "TRUSTED_PROXY_COUNT": "1", "RATELIMIT_VOTES": "100000000 per minute",
-           "FLASK_APP": "wsgi"}
-    schema = None
-    if db == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.db'}"
-    else:
-        schema = f"pollbox_bench_{os.getpid()}"
-        subprocess.run(["psql", POSTGRES_URL, "-qc",
-                        f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"],
-                       check=True, capture_output=True)
-        env["DATABASE_URL"] = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    subprocess.run(["redis-cli", "-u", REDIS_URL, "flushdb"], check=True, capture_output=True)
-    try:
+    with database(db, workdir, REDIS_URL) as env:
         owner = seed(env)
         results = []
         with gunicorn("bench.hello:app", env, workdir / f"hello-{db}.log") as (base, _):
@@ -177,10 +89,6 @@ def bench_database(db: str, seconds: int, workdir: Path) -> list[Result]:
             rss = worker_rss_mb(master)
         print_table(db, results, rss)
         return results
-    finally:
-        if schema:
-            subprocess.run(["psql", POSTGRES_URL, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
-                           capture_output=True)
 
 
 def print_table(db: str, results: list[Result], rss: list[float]) -> None:

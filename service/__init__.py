@@ -14,8 +14,6 @@ from service import logging_setup
 from service.models import utcnow
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-POSTGRES_POOL_SIZE = 10
-POSTGRES_MAX_OVERFLOW = 20
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -56,13 +54,11 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 def engine_options(config: Mapping) -> dict:
     """Pool and driver settings for the configured database."""
+    pool = {"pool_size": config["DATABASE_POOL_SIZE"],
+            "max_overflow": config["DATABASE_MAX_OVERFLOW"]}
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
-    return {
-        "pool_pre_ping": True,
-        "pool_size": POSTGRES_POOL_SIZE,
-        "max_overflow": POSTGRES_MAX_OVERFLOW,
-    }
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool}
+    return {"pool_pre_ping": True, **pool}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -97,7 +93,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register(app: Flask) -> None:
-    from service import cli, cors, errors, identity, metrics, ops, reconcile
+    from service import cli, cors, errors, identity, metrics, ops, poll_cache, reconcile
     from service.api import exports as exports_api
     from service.api import integrity as integrity_api
     from service.api import polls, tallies, votes
@@ -105,6 +101,7 @@ def _register(app: Flask) -> None:
     from service.extensions import api
 
     errors.init_app(app)
+    poll_cache.init_app(app)
     identity.init_app(app)
     cors.init_app(app)
     for blueprint in (polls.blp, votes.blp, tallies.blp):

@@ -13,6 +13,15 @@ SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
+# Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
+# workers x (pool + overflow) database connections; keep that below PostgreSQL's
+# max_connections (100 by default). Reads of polls and tallies use no connection while
+# cached (service/poll_cache.py): connections serve votes and owners' requests.
+DEFAULT_DATABASE_POOL_SIZE = 10
+DEFAULT_DATABASE_MAX_OVERFLOW = 10
+# Per worker process: a gevent worker serves up to 1,000 requests at once; beyond this
+# many Redis connections, requests wait (up to the socket timeout) for a free one.
+DEFAULT_REDIS_MAX_CONNECTIONS = 64
 # Seconds before each retry of a failed webhook delivery: 8 attempts over about 27.6 h.
 DEFAULT_WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
@@ -26,6 +35,15 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
     config = {
         "SQLALCHEMY_DATABASE_URI": database_uri(environ.get("DATABASE_URL"), instance_path),
         "REDIS_URL": environ.get("REDIS_URL") or None,
+        "REDIS_MAX_CONNECTIONS": _int(
+            environ, "REDIS_MAX_CONNECTIONS", DEFAULT_REDIS_MAX_CONNECTIONS, minimum=1
+        ),
+        "DATABASE_POOL_SIZE": _int(
+            environ, "DATABASE_POOL_SIZE", DEFAULT_DATABASE_POOL_SIZE, minimum=1
+        ),
+        "DATABASE_MAX_OVERFLOW": _int(
+            environ, "DATABASE_MAX_OVERFLOW", DEFAULT_DATABASE_MAX_OVERFLOW, minimum=0
+        ),
         "TRUSTED_PROXY_COUNT": _int(environ, "TRUSTED_PROXY_COUNT", 0, minimum=0),
         "MAX_CONTENT_LENGTH": _int(
             environ, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024

@@ -1,9 +1,12 @@
 """`Idempotency-Key` on votes: a retry with the same key and body gets the first answer.
 
-Redis decides, in one Lua step (lua/idempotency.lua), who answers a key: the first request
-holds it while it votes, retries that race it wait for its answer, a different body is
-refused. Only accepted votes' answers are kept (24 h), without the receipt, which is
-derived again from the key (voting.new_receipt). The database is the record: its unique
+Redis decides, in one Lua step, who answers a key: the first request holds it while it
+votes, retries that race it wait for its answer, a different body is refused. A vote takes
+the key inside its admission (lua/admit.lua, with its rate limit and duplicate check) and
+keeps its answer inside its count (lua/count.lua); lua/idempotency.lua waits for another
+request's answer, keeps one the count could not, or gives a key up. Only accepted votes'
+answers are kept (24 h), without the receipt, which is derived again from the key
+(voting.new_receipt). The database is the record: its unique
 (poll, key hash) index keeps a key to one ballot even when Redis forgot the key or is down
 (voting.cast_vote answers the recorded ballot again).
 """
@@ -15,6 +18,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from service import keys, tallies, voting
 from service.errors import IdempotencyKeyInUse, ValidationFailed
@@ -31,6 +35,8 @@ PENDING_SECONDS = 60
 # How long a retry waits for the request holding its key before answering 409.
 WAIT_SECONDS = 10
 WAIT_INTERVAL_SECONDS = 0.02
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
+ISO_MICROSECONDS = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,80 @@ class Claim:
     token: str
     answer: dict | None = None
     held: bool = False
+    body: str = ""  # the keyed hash of the request body
+
+
+def new_claim(*, poll_id: str, key: str, key_hash: str, vote: dict, secret: str) -> Claim:
+    """This request's claim on its key, not yet held: what lua/admit.lua is given."""
+    return Claim(key=key, entry=keys.idempotency(poll_id, key_hash), token=secrets.token_hex(8),
+                 body=body_hash(secret=secret, poll_id=poll_id, vote=vote))
+
+
+def answer_step(*, claim: Claim, poll, ballot_id: str, now: datetime,
+                shown: bool) -> tuple[list[str], list]:
+    """The keys and arguments of lua/count.lua's 'answer' step: keep the vote's answer
+    for its key's retries inside the vote's count, instead of a round trip of its own.
+    An answer showing tallies is kept as the poll answered it (status, options, ...) and,
+    stored by the script, the tally read after the count: replayed, it is the same."""
+    stored: dict = {"vote": {"id": ballot_id, "created_at": now.strftime(ISO_SECONDS)}}
+    if shown:
+        stored["shown"] = {
+            "poll_id": poll.id, "status": poll.status_at(now),
+            "created_at": poll.created_at.strftime(ISO_MICROSECONDS),
+            "options": [[option.id, option.label] for option in poll.options],
+            "min_votes": poll.results_min_votes,
+        }
+    else:
+        stored["tallies"] = None
+    return [claim.entry], ["answer", claim.token, json.dumps(stored, separators=(",", ":")),
+                           ANSWER_SECONDS * 1000, "1" if shown else "0"]
+
+
+@dataclass(frozen=True)
+class _OptionShown:
+    id: int
+    label: str
+
+
+@dataclass(frozen=True)
+class _PollShown:
+    """The poll as a kept answer showed it: what tallies.tallies_view reads."""
+
+    id: str
+    created_at: datetime
+    options: tuple[_OptionShown, ...]
+    status: str
+
+    def status_at(self, _now) -> str:
+        return self.status
+
+
+def stored_answer(fields: list[bytes]) -> dict:
+    """The answer in a key's entry (without its receipt), from the entry's fields as
+    HGETALL lists them."""
+    entry = dict(zip(fields[::2], fields[1::2], strict=True))
+    answer = json.loads(entry[b"answer"])
+    shown = answer.pop("shown", None)
+    if shown is not None:
+        counts = tallies.Counts.from_hash(
+            {name[2:]: value for name, value in entry.items() if name.startswith(b"c:")})
+        poll = _PollShown(
+            id=shown["poll_id"], status=shown["status"],
+            created_at=datetime.strptime(shown["created_at"], ISO_MICROSECONDS)
+            .replace(tzinfo=UTC),
+            options=tuple(_OptionShown(option_id, label) for option_id, label in shown["options"]),
+        )
+        answer["tallies"] = tallies.tallies_view(poll, counts, now=None,
+                                                 suppressed=counts.total < shown["min_votes"])
+    return answer
+
+
+def mismatch() -> ValidationFailed:
+    return ValidationFailed({HEADER: ["This key was already used with a different request body."]})
+
+
+def in_use() -> IdempotencyKeyInUse:
+    return IdempotencyKeyInUse()
 
 
 def request_key(headers: Mapping[str, str]) -> str | None:
@@ -80,13 +160,11 @@ def begin(*, redis: RedisHandle, poll_id: str, key: str, vote: dict, secret: str
         if state == "new":
             return Claim(key=key, entry=entry, token=token, held=True)
         if state == "mismatch":
-            raise ValidationFailed(
-                {HEADER: ["This key was already used with a different request body."]}
-            )
+            raise mismatch()
         if state == "done":
-            return Claim(key=key, entry=entry, token=token, answer=json.loads(result[1]))
+            return Claim(key=key, entry=entry, token=token, answer=stored_answer(result[1:]))
         if time.monotonic() >= deadline:
-            raise IdempotencyKeyInUse()
+            raise in_use()
         time.sleep(WAIT_INTERVAL_SECONDS)
 
 

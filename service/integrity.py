@@ -1,8 +1,10 @@
 """Integrity counts: accepted votes and refused attempts, by reason and UTC hour.
 
-Counted in one Redis hash per poll and hour (keys.integrity), kept RETENTION_DAYS. Each
-attempt costs one pipelined round trip (HINCRBY + EXPIRE) after its answer is decided;
-a Redis failure loses the count, never the vote.
+Counted in one Redis hash per poll and hour (keys.integrity), kept RETENTION_DAYS, once
+an attempt's answer is decided. An API vote counts its outcome inside the Redis call it
+makes anyway (lua/count.lua's 'integrity' step once accepted; lua/admit.lua when it
+refuses a duplicate or a rate-limited attempt); other outcomes cost one pipelined round
+trip (HINCRBY + EXPIRE). A Redis failure loses the count, never the vote.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def record(*, redis: RedisHandle, poll_id: str, outcome: str, at: datetime) -> N
         pipeline.execute()
     except tallies.REDIS_ERRORS as error:
         tallies.redis_incident.failed(error, "counting a vote attempt")
+
+
+def count_step(*, poll_id: str, outcome: str, at: datetime) -> tuple[list[str], list]:
+    """The keys and arguments of lua/count.lua's 'integrity' step: count the outcome."""
+    return [keys.integrity(poll_id, hour_of(at))], ["integrity", outcome, RETENTION_SECONDS]
 
 
 def outcome_of(error: ServiceError) -> str | None:

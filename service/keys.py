@@ -33,6 +33,19 @@ def seen(poll_id: str, identity: str) -> str:
     return f"{PREFIX}:{{{poll_id}}}:seen:{identity}"
 
 
+def rate_limit(poll_id: str, address_hash: str, amount: int, window_ms: int) -> str:
+    """The moving window of one vote limit (`amount` per `window_ms`) for one client
+    address (its keyed hash) in the poll: a list of attempt times, newest first."""
+    return f"{PREFIX}:{{{poll_id}}}:ratelimit:{address_hash}:{amount}/{window_ms}"
+
+
+def poll_version(poll_id: str) -> str:
+    """A random token set anew after every committed change of the poll (its fields, its
+    options, its signing secret); worker processes compare it with the version of their
+    cached copy of the poll (service/poll_cache.py)."""
+    return f"{PREFIX}:{{{poll_id}}}:version"
+
+
 def tally_changes(poll_id: str) -> str:
     """The pub/sub channel told after every change of the poll's tallies."""
     return f"{PREFIX}:{{{poll_id}}}:changes"

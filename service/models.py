@@ -118,11 +118,17 @@ class Poll(Base):
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
-        if self.closed_at is not None or (self.closes_at is not None and self.closes_at <= now):
-            return "closed"
-        if self.opens_at is not None and self.opens_at > now:
-            return "scheduled"
-        return "open"
+        return poll_status(self, now)
+
+
+def poll_status(poll: Poll, now: datetime) -> str:
+    """`scheduled`, `open` or `closed` at the given time, for a Poll or a snapshot of one:
+    `closes_at` closes a poll by the clock, without any write."""
+    if poll.closed_at is not None or (poll.closes_at is not None and poll.closes_at <= now):
+        return "closed"
+    if poll.opens_at is not None and poll.opens_at > now:
+        return "scheduled"
+    return "open"
 
 
 class Option(Base):

@@ -11,7 +11,7 @@ from urllib.parse import quote
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from service import keys, tallies
+from service import keys, poll_cache, tallies
 from service.errors import Forbidden, NotFound, PollHasVotes, ValidationFailed
 from service.extensions import RedisHandle
 from service.models import Ballot, BallotChoice, Option, Owner, Poll
@@ -188,6 +188,7 @@ def delete_poll(*, session: Session, redis: RedisHandle, poll: Poll) -> None:
     poll_id = poll.id
     session.execute(delete(Poll).where(Poll.id == poll_id))
     session.commit()
+    poll_cache.forget(redis=redis, poll_id=poll_id)
     forget_redis_keys(redis=redis, poll_id=poll_id)
 
 

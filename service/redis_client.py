@@ -28,15 +28,21 @@ def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0] in CLUSTER_SCHEMES
 
 
-def connect(url: str, *, timeout: float) -> redis.Redis | LazyCluster:
-    """A client for REDIS_URL; for a cluster, one that connects on first use."""
+def connect(url: str, *, timeout: float, max_connections: int) -> redis.Redis | LazyCluster:
+    """A client for REDIS_URL; for a cluster, one that connects on first use. At most
+    `max_connections` (per node): further callers wait up to `timeout` for a free one
+    rather than opening more."""
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     scheme, rest = url.split("://", 1)
     if scheme in CLUSTER_SCHEMES:
         plain = f"{CLUSTER_SCHEMES[scheme]}://{rest}"
-        return LazyCluster(lambda: RedisCluster.from_url(plain, **options))
-    return redis.Redis.from_url(url, health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-                                **options)
+        return LazyCluster(lambda: RedisCluster.from_url(
+            plain, max_connections=max_connections, **options))
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS, **options,
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 class LazyCluster:

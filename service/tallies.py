@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import RedisError
 from redis.exceptions import RedisClusterException
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Integer, cast, func, null, select, union_all
 from sqlalchemy.orm import Session
 
 from service import keys, metrics
@@ -57,6 +57,13 @@ class RedisIncident:
             log.warning("Redis unavailable while %s (%s); using the database", doing,
                         type(error).__name__)
 
+    def missed(self, *, poll_id: str, context: str | None) -> None:
+        """A committed ballot's count failed for another reason than an outage: its
+        tallies are rebuilt at the next successful Redis call, as after an outage."""
+        self.stale.add((poll_id, None))
+        if context is not None:
+            self.stale.add((poll_id, context))
+
     def succeeded(self, redis: RedisHandle) -> None:
         if self.active:
             self.active = False
@@ -88,6 +95,11 @@ class Counts:
         return fields
 
     @classmethod
+    def from_flat(cls, flat: list[bytes]) -> Counts:
+        """From HGETALL's answer inside a Lua script: field, value, field, value, ..."""
+        return cls.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Counts:
         counts = cls()
         for key, value in raw.items():
@@ -109,23 +121,35 @@ def _ms(moment: datetime) -> int:
 
 def from_database(*, session: Session | Connection, poll_id: str,
                   context: str | None = None) -> Counts:
-    """Count the poll's ballots in the database (a session, or a snapshot connection)."""
+    """Count the poll's ballots in the database (a session, or a snapshot connection).
+    One statement, so one view of the table: a vote committed meanwhile can never leave
+    an option with more votes than the total (two statements could, on PostgreSQL)."""
     ballot_filter = _ballot_filter(poll_id, context)
-    total, other, updated = session.execute(
-        select(func.count(Ballot.id), func.count(Ballot.other), func.max(Ballot.created_at))
-        .where(*ballot_filter)
-    ).one()
-    rows = session.execute(
-        select(BallotChoice.option_id, func.count())
+    totals = select(
+        cast(null(), Integer), func.count(Ballot.id), func.count(Ballot.other),
+        func.max(Ballot.created_at),
+    ).where(*ballot_filter)
+    per_option = (
+        select(BallotChoice.option_id, func.count(), cast(null(), Integer),
+               cast(null(), Ballot.created_at.type))
         .join(Ballot, Ballot.id == BallotChoice.ballot_id)
         .where(*ballot_filter)
         .group_by(BallotChoice.option_id)
     )
+    rows = session.execute(union_all(totals, per_option)).all()
+    total = other = 0
+    updated = None
+    options = {}
+    for option_id, votes, others, latest in rows:
+        if option_id is None:
+            total, other, updated = votes, others, latest
+        else:
+            options[option_id] = votes
     if isinstance(updated, str):  # aggregates skip the column's type on SQLite
         updated = datetime.fromisoformat(updated)
     if isinstance(updated, datetime) and updated.tzinfo is None:
         updated = updated.replace(tzinfo=UTC)
-    return Counts(total=total, other=other, options=dict(rows.all()), updated=updated)
+    return Counts(total=total, other=other, options=options, updated=updated)
 
 
 def _ballot_filter(poll_id: str, context: str | None) -> list:
@@ -226,17 +250,26 @@ def _ballots_in_snapshot(connection: Connection, *, poll_id: str, context: str |
     return sorted(found)
 
 
-def count_ballot(*, redis: RedisHandle, poll_id: str, ballot_id: str, context: str | None,
-                 option_ids: list[int], has_other: bool, at: datetime) -> None:
-    """Add a committed ballot to the poll's tally and its context's tally."""
+def count_call(*, poll_id: str, ballot_id: str, context: str | None, option_ids: list[int],
+               has_other: bool, at: datetime) -> tuple[list[str], list]:
+    """The keys and arguments with which lua/count.lua counts a committed ballot in the
+    poll's tally and its context's; the caller may append the script's further steps."""
     tally_keys = keys.tally_scope(poll_id)
     if context is not None:
         tally_keys += keys.tally_scope(poll_id, context)
-    args = [_ms(at), "1" if has_other else "0", PENDING_SECONDS, *option_ids]
+    args = [ballot_id, _ms(at), "1" if has_other else "0", PENDING_SECONDS,
+            len(tally_keys) // 4, len(option_ids), *option_ids]
+    return tally_keys, args
+
+
+def count_ballot(*, redis: RedisHandle, poll_id: str, ballot_id: str, context: str | None,
+                 option_ids: list[int], has_other: bool, at: datetime) -> None:
+    """Add a committed ballot to the poll's tally and its context's tally."""
+    tally_keys, args = count_call(poll_id=poll_id, ballot_id=ballot_id, context=context,
+                                  option_ids=option_ids, has_other=has_other, at=at)
     try:
-        redis.scripts.count(keys=tally_keys, args=[ballot_id, *args])
         # Live streams (service/stream.py) re-read the tally when told; the message is a hint.
-        redis.client.publish(keys.tally_changes(poll_id), ballot_id)
+        redis.scripts.count(keys=tally_keys, args=[*args, "publish", keys.tally_changes(poll_id)])
     except REDIS_ERRORS as error:
         # The ballot is committed; its tallies are rebuilt once Redis answers again.
         redis_incident.failed(error, "counting a vote", poll_id=poll_id, context=context)

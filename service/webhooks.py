@@ -2,7 +2,8 @@
 sent by a background worker and retried with backoff for more than a day.
 
 The flow, and why:
-- The vote request runs one Lua call (`vote_created`): if the poll's owner subscribes to
+- A vote notes itself inside the Lua call that counts it (`note_step`, a step of
+  lua/count.lua; `vote_created` on a Redis Cluster): if the poll's owner subscribes to
   `vote.created`, the ballot id joins the batch of its poll and (wall-clock) second.
   Nothing else, and it never raises: a webhook must never slow down or fail a vote.
 - The dispatcher (`tick`, every second in the worker) turns each completed batch into
@@ -68,8 +69,8 @@ IN_PROCESS_SENDERS = 4
 JOB_RESULT_TTL_SECONDS = 60
 JOB_FAILURE_TTL_SECONDS = 86_400
 
-# The scripts' names in service/lua (loaded once per Redis client).
-NOTE_VOTE_SCRIPT = "webhook_note_vote"
+# The dispatcher's script in service/lua (loaded once per Redis client); votes are noted
+# by count.lua's 'webhook' step.
 TAKE_BATCH_SCRIPT = "webhook_take_batch"
 _scripts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -159,22 +160,37 @@ def send_test(*, session: Session, webhook: Webhook, now: datetime) -> Delivery:
 # Events -------------------------------------------------------------------------------
 
 
+def note_step(*, poll_id: str, owner_id: int) -> tuple[list[str], list]:
+    """The keys and arguments of lua/count.lua's 'webhook' step, which notes an accepted
+    vote for `vote.created` webhooks: if the owner subscribes, the ballot id joins the
+    batch of its poll and second."""
+    # Batches are per wall-clock second of noting, so the dispatcher knows when one is
+    # complete (the second is over) whatever clock the votes were cast by.
+    second = int(time.time())
+    member = f"{poll_id}:{second}"
+    return ([keys.webhook_subscribers(), keys.webhook_batches(), keys.webhook_batch(member)],
+            ["webhook", owner_id, member, second, MAX_WAITING_BATCHES, BATCH_TTL_SECONDS])
+
+
+def after_note(*, redis: RedisHandle, noted: int) -> None:
+    """React to the 'webhook' step's answer: warn when batches pile up, and without a
+    shared Redis start this process's sender."""
+    if noted == -1:
+        log.warning("too many vote batches wait for webhooks (is the worker running?)")
+    elif noted == 1 and not redis.shared:
+        start_in_process(current_app)
+
+
 def vote_created(*, redis: RedisHandle, poll_id: str, owner_id: int, ballot_id: str) -> None:
-    """Note an accepted vote for `vote.created` webhooks: one Redis call; never raises."""
+    """Note an accepted vote for `vote.created` webhooks on its own: one Redis call that
+    never raises. A vote does it inside its count (service/voting.py), except on a Redis
+    Cluster, where one script cannot reach both the poll's slot and the webhooks' one."""
     try:
-        script = _script(redis, NOTE_VOTE_SCRIPT)
-        # Batches are per wall-clock second of noting, so the dispatcher knows when one
-        # is complete (the second is over) whatever clock the votes were cast by.
-        second = int(time.time())
-        member = f"{poll_id}:{second}"
-        noted = script(
-            keys=[keys.webhook_subscribers(), keys.webhook_batches(), keys.webhook_batch(member)],
-            args=[owner_id, member, second, ballot_id, MAX_WAITING_BATCHES, BATCH_TTL_SECONDS],
-        )
-        if noted == -1:
-            log.warning("too many vote batches wait for webhooks (is the worker running?)")
-        elif noted == 1 and not redis.shared:
-            start_in_process(current_app)
+        note_keys, note_args = note_step(poll_id=poll_id, owner_id=owner_id)
+        # count.lua with no tally scope and no option runs just the step.
+        noted, _tally, _kept = redis.scripts.count(
+            keys=note_keys, args=[ballot_id, 0, "0", 0, 0, 0, *note_args])
+        after_note(redis=redis, noted=int(noted))
     except tallies.REDIS_ERRORS as error:  # logged once per outage, not per vote
         tallies.redis_incident.failed(error, "noting a vote for webhooks")
     except Exception:  # a vote never fails because of a webhook

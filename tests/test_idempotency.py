@@ -250,3 +250,41 @@ def test_a_page_script_may_read_the_replay_and_retry_headers(app, make_poll, all
     assert response.status_code == 201
     exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"Idempotent-Replayed", "Retry-After"} <= exposed
+
+
+def test_a_retry_shows_the_first_answers_tallies_after_other_votes_and_changes(
+    client, auth, make_poll, keyed_vote
+):
+    """The answer is kept with the vote's count (lua/count.lua): the tally it showed and
+    the poll as it was, whatever happened since."""
+    poll = make_poll(duplicate_check="none", results_min_votes=2)
+    first = keyed_vote(poll)
+    for _ in range(2):
+        assert keyed_vote(poll, key=None).status_code == 201
+    relabelled = [{"id": option["id"], "label": f"{option['label']}!"}
+                  for option in poll["options"]]
+    client.patch(f"/api/v1/polls/{poll['id']}", headers=auth,
+                 json={"options": relabelled, "status": "closed"})
+
+    again = keyed_vote(poll)
+
+    assert again.status_code == 201
+    assert again.get_json() == first.get_json()
+    shown = first.get_json()["tallies"]
+    assert shown["total_votes"] == 1 and shown["suppressed"] is True
+    assert shown["status"] == "open"
+
+
+def test_an_answer_given_while_the_tally_is_rebuilt_is_kept_too(app, make_poll, keyed_vote):
+    poll = make_poll(duplicate_check="none")
+    assert keyed_vote(poll, key=None).status_code == 201
+    with app.app_context():
+        redis_client(app).delete(keys.tally(poll["id"]))  # counts wait for a rebuild
+
+    first = keyed_vote(poll)
+    again = keyed_vote(poll)
+
+    assert first.get_json()["tallies"]["total_votes"] == 2  # read (rebuilt) after the count
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()

@@ -22,11 +22,10 @@ def leave_orphan_claim(app, poll: dict, clock) -> None:
     """What a worker killed between claim and commit leaves behind: a claim, no ballot."""
     identity = f"ip:{keyed_hash(SECRET, poll['id'], 'ip', VOTER_IP)}"
     with app.app_context():
-        claimed = redis_handle().scripts.claim(
-            keys=[keys.seen(poll["id"], identity)],
-            args=["GhostBallot00000", int(clock().timestamp() * 1000), 0],
-        )
-    assert claimed == [0]
+        claimed = voting.admit(redis_handle(), voting.Admission(
+            poll_id=poll["id"], now=clock(), ballot_id="GhostBallot00000",
+            claim_keys=[keys.seen(poll["id"], identity)], kinds=("ip",), window_ms=0))
+    assert claimed == [b"admitted"]
 
 
 def test_a_fresh_claim_without_its_ballot_still_counts_as_a_vote_in_flight(

@@ -68,7 +68,7 @@ def test_a_voting_session_leaves_no_raw_identity_key_or_receipt_anywhere(
     for part in (":idem:", ":integrity:", ":seen:", ":tally"):
         assert any(part in entry for entry in redis_entries), part
     if app.config["REDIS_URL"]:
-        assert any("pollbox-ratelimit" in entry for entry in redis_entries)
+        assert any(":ratelimit:" in entry for entry in redis_entries)
 
     for secret in secrets_:
         for table, table_rows in rows.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from service import create_app
+from service import create_app, keys, ratelimits
 from service.extensions import db
 from service.models import Ballot
 from tests.conftest import SECRET
@@ -99,16 +99,64 @@ def test_default_limit_is_60_votes_per_minute_per_address(database_url):
 
 
 @pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
-def test_limits_are_counted_in_redis_with_a_moving_window(limited, make_poll, vote):
+def test_limits_are_counted_in_redis_with_a_moving_window_in_the_polls_slot(limited, make_poll,
+                                                                             vote):
     poll = make_poll(duplicate_check="none")
+    vote(poll)
     vote(poll)
     client = limited.extensions["pollbox.redis"].client
 
-    limiter_keys = [key for key in client.scan_iter() if b"pollbox-ratelimit" in key]
+    limiter_keys = [key for key in client.scan_iter() if b":ratelimit:" in key]
 
+    assert limiter_keys == [keys.rate_limit(poll["id"], ratelimits.address_hash(
+        secret=SECRET, poll_id=poll["id"], address="203.0.113.7"), LIMIT,
+        WINDOW_SECONDS * 1000).encode()]
+    assert client.type(limiter_keys[0]) == b"list"  # moving window: attempt times
+    assert client.llen(limiter_keys[0]) == 2
+    assert 0 < client.pttl(limiter_keys[0]) <= WINDOW_SECONDS * 1000
+
+
+@pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
+def test_the_widget_form_keeps_flask_limiter_in_redis(limited):
     assert limited.config["RATELIMIT_STORAGE_URI"] == limited.config["REDIS_URL"]
-    assert limiter_keys
-    assert {client.type(key) for key in limiter_keys} == {b"list"}  # moving window
+
+
+def test_several_limits_apply_together(app, make_poll, vote):
+    app.config["RATELIMIT_VOTES"] = "2 per second; 3 per minute"
+    poll = make_poll(duplicate_check="none")
+
+    statuses = [vote(poll).status_code for _ in range(3)]
+
+    assert statuses == [201, 201, 429]  # the per-second limit refuses the third
+
+
+@pytest.mark.parametrize("code", ["bad_json", "validation_error", "origin_not_allowed",
+                                  "not_found", "poll_closed"])
+def test_attempts_refused_before_the_vote_is_admitted_count_too(limited, make_poll, vote,
+                                                                client, auth, code):
+    poll = make_poll(duplicate_check="none", allowed_origins=["https://a.example"])
+    url = f"/api/v1/polls/{poll['id']}/votes"
+    if code == "poll_closed":
+        client.patch(f"/api/v1/polls/{poll['id']}", json={"status": "closed"}, headers=auth)
+    if code == "not_found":
+        url = "/api/v1/polls/NoSuchPoll00/votes"
+
+    def attempt():
+        if code == "bad_json":
+            return client.post(url, data="{", content_type="application/json",
+                               environ_overrides={"REMOTE_ADDR": "203.0.113.7"})
+        body = {"choices": [poll["options"][0]["id"]]}
+        if code == "validation_error":
+            body = {"choices": [poll["options"][0]["id"]], "unknown": 1}
+        headers = {"Origin": "https://b.example"} if code == "origin_not_allowed" else {}
+        return client.post(url, json=body, headers=headers,
+                           environ_overrides={"REMOTE_ADDR": "203.0.113.7"})
+
+    statuses = [attempt().status_code for _ in range(LIMIT + 1)]
+
+    assert statuses[-1] == 429
+    assert len(set(statuses[:-1])) == 1 and statuses[0] != 429
+    assert "Retry-After" in attempt().headers
 
 
 @pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)

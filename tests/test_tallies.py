@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from service import create_app, owners
+from service import create_app, owners, tallies
 from service.extensions import db
 from service.models import Ballot, BallotChoice
 from tests.conftest import SECRET
@@ -244,6 +244,30 @@ def test_tallies_equal_database_counts_after_many_votes(app, client, make_poll, 
 
 
 # --- the Redis read model ----------------------------------------------------------------
+
+
+def test_database_counts_come_from_one_statement(app, make_poll, vote):
+    """One statement sees one state of the table: a vote committed between two statements
+    could leave an option with more votes than the total (and its ci95 undefined)."""
+    poll = make_poll(duplicate_check="none", allow_other=True)
+    first, second, _ = option_ids(poll)
+    for choice, other in ((first, None), (first, None), (second, "Both")):
+        vote(poll, [choice], other=other)
+    statements = []
+    with app.app_context():
+        engine = db.engine
+
+        def note(_conn, _cursor, statement, *_args):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            counts = tallies.from_database(session=db.session, poll_id=poll["id"])
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+    assert len(statements) == 1
+    assert (counts.total, counts.other, counts.options) == (3, 1, {first: 2, second: 1})
+    assert counts.updated is not None and counts.updated.tzinfo is not None
 
 
 def test_deleted_redis_tally_is_rebuilt_from_the_database(app, client, make_poll, vote):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import current_app, json, stream_with_context
 from flask.views import MethodView
 
-from service import cors, polls, stream, tallies
+from service import cors, poll_cache, stream, tallies
 from service.api.base import Blueprint
 from service.api.common import is_poll_owner, now, require_results_visible
 from service.errors import NotFound
@@ -28,28 +29,23 @@ class TalliesStream(MethodView):
     @blp.alt_response(404, description="Unknown poll")
     def get(self, poll_id):
         """Follow the results live (Server-Sent Events)."""
-        session = db.session
-        cache = stream.poll_cache()
-
-        def load():
-            try:
-                return polls.get_poll(session=session, poll_id=poll_id)
-            finally:
-                session.close()  # a stream holds no database connection while it waits
-
-        poll = cache.get(poll_id, load)
-        cors.allow(poll)
-        is_owner = is_poll_owner(poll)
+        session, redis = db.session, redis_handle()
         try:
+            poll = poll_cache.get_poll_snapshot(session=session, redis=redis, poll_id=poll_id)
+            cors.allow(poll)
+            is_owner = is_poll_owner(poll)
             require_results_visible(poll, session=session, moment=now(), is_owner=is_owner)
         finally:
-            session.close()
+            session.close()  # a stream holds no database connection while it waits
 
         def render() -> str:
             moment = now()
             try:
-                current = cache.get(poll_id, load)  # status and labels, re-read every 15 s
-                counts = tallies.read(session=session, redis=redis_handle(), poll=current)
+                # The poll's status and labels (checked by its version) and the tally: one
+                # Redis round trip.
+                current, counts, _exact = poll_cache.get_poll_and_counts(
+                    session=session, redis=redis, poll_id=poll_id
+                )
                 view = tallies.tallies_view(
                     current, counts, now=moment,
                     suppressed=tallies.is_suppressed(current, counts, is_owner=is_owner),
@@ -58,9 +54,12 @@ class TalliesStream(MethodView):
                 return json.dumps({"poll_id": poll_id, "status": "deleted"})
             finally:
                 session.close()
-            return json.dumps(view)
+            return orjson.dumps(view).decode()
 
-        events = stream.follow(hub=stream.hub(), poll_id=poll_id, render=render)
+        # The answer depends on the poll and on whether the reader owns it (suppression):
+        # streams with the same pair share one rendered answer per change.
+        events = stream.follow(hub=stream.hub(), poll_id=poll_id, render=render,
+                               variant=is_owner)
         response = current_app.response_class(
             stream_with_context(events), mimetype="text/event-stream"
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import current_app, json, request
+import orjson
+from flask import current_app, request
 from flask.views import MethodView
 
-from service import cors, polls, tallies
+from service import cors, poll_cache, tallies
 from service.api.base import Blueprint
 from service.api.common import is_poll_owner, now, require_results_visible
 from service.extensions import db, redis_handle
@@ -16,6 +17,7 @@ from service.schemas import TalliesQuerySchema, TalliesSchema
 blp = Blueprint("tallies", __name__, url_prefix="/api/v1/polls", description="Read results.")
 
 ETAG_HEX_CHARS = 32
+VARY = "Authorization, Cookie"
 
 
 @blp.route("/<poll_id>/tallies")
@@ -28,22 +30,43 @@ class Tallies(MethodView):
     def get(self, args, poll_id):
         """Current results; `context` filters to votes cast with that context."""
         session, moment = db.session, now()
-        poll = polls.get_poll(session=session, poll_id=poll_id)
+        # The poll (cached per process, checked by its version) and the tally: one round trip.
+        poll, counts, exact = poll_cache.get_poll_and_counts(
+            session=session, redis=redis_handle(), poll_id=poll_id, context=args.get("context")
+        )
         cors.allow(poll)
         is_owner = is_poll_owner(poll)
         require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)
-        counts = tallies.read(session=session, redis=redis_handle(), poll=poll,
-                              context=args.get("context"))
-        view = tallies.tallies_view(
-            poll, counts, now=moment,
-            suppressed=tallies.is_suppressed(poll, counts, is_owner=is_owner),
-        )
-        body = json.dumps(view)
-        response = current_app.response_class(body, mimetype="application/json")
-        response.set_etag(hashlib.sha256(body.encode()).hexdigest()[:ETAG_HEX_CHARS])
-        # Public results may be cached but must be revalidated; personal ones stay private.
-        response.headers["Cache-Control"] = (
-            "no-cache" if poll.results == "always" and not is_owner else "private, no-cache"
-        )
-        response.vary.update(("Authorization", "Cookie"))
-        return response.make_conditional(request)
+        suppressed = tallies.is_suppressed(poll, counts, is_owner=is_owner)
+        status = poll.status_at(moment)
+        headers = {
+            # Public results may be cached but must be revalidated; personal ones stay private.
+            "Cache-Control": "no-cache" if poll.results == "always" and not is_owner
+            else "private, no-cache",
+            "Vary": VARY,
+        }
+        body = None
+        if exact and poll.version is not None:
+            # The answer is a function of the poll's version, its status, the suppression
+            # and the counts: the ETag is too, so a 304 needs no body.
+            etag = _etag_of(poll.version, status, suppressed, counts)
+        else:
+            body = _body(poll, counts, moment, suppressed)
+            etag = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
+        headers["ETag"] = f'"{etag}"'
+        if request.if_none_match.contains_weak(etag):
+            return current_app.response_class(status=304, headers=headers)
+        if body is None:
+            body = _body(poll, counts, moment, suppressed)
+        return current_app.response_class(body, mimetype="application/json", headers=headers)
+
+
+def _body(poll, counts: tallies.Counts, moment, suppressed: bool) -> bytes:
+    return orjson.dumps(tallies.tallies_view(poll, counts, now=moment, suppressed=suppressed))
+
+
+def _etag_of(version: str, status: str, suppressed: bool, counts: tallies.Counts) -> str:
+    updated = "" if counts.updated is None else counts.updated.timestamp()
+    options = ",".join(f"{option}:{n}" for option, n in sorted(counts.options.items()))
+    key = f"{version}|{status}|{suppressed:d}|{counts.total}|{counts.other}|{updated}|{options}"
+    return hashlib.blake2b(key.encode(), digest_size=ETAG_HEX_CHARS // 2).hexdigest()

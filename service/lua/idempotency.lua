@@ -3,7 +3,8 @@
 -- ARGV[1]: 'begin' | 'finish' | 'abort'; ARGV[2]: the caller's token.
 --   begin:  ARGV[3] body hash, ARGV[4] ms to hold an unanswered entry.
 --           Returns {'new'} (the caller answers it), {'mismatch'} (another body),
---           {'pending'} (another request is answering it) or {'done', answer}.
+--           {'pending'} (another request is answering it) or {'done', the entry's fields
+--           as HGETALL lists them} (its answer, and the tally that answer showed).
 --   finish: ARGV[3] the answer, ARGV[4] ms to keep it. Stored only by the token's holder.
 --   abort:  the holder gives the key up (its vote was refused or failed): a retry decides
 --           afresh.
@@ -19,7 +20,9 @@ if op == 'begin' then
     return {'mismatch'}
   end
   if held[2] then
-    return {'done', held[2]}
+    local found = redis.call('HGETALL', entry)
+    table.insert(found, 1, 'done')
+    return found
   end
   return {'pending'}
 end

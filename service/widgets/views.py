@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -18,14 +19,14 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_from_directory,
     url_for,
 )
 from flask_babel import format_datetime, format_decimal, get_locale, gettext
 from markupsafe import Markup
 from marshmallow import ValidationError
+from werkzeug.http import http_date
 
-from service import cors, integrity, polls, ratelimits, tallies, voting
+from service import cors, integrity, poll_cache, ratelimits, tallies, voting
 from service.api.common import base_url, now
 from service.errors import (
     NotFound,
@@ -35,10 +36,10 @@ from service.errors import (
     problem,
 )
 from service.extensions import db, limiter, redis_handle
-from service.identity import current_voter
+from service.identity import Voter, current_voter, keyed_hash
 from service.models import Poll
 from service.schemas import VoteSchema
-from service.widgets import display, i18n, tokens
+from service.widgets import display, i18n, pages, tokens
 
 blp = Blueprint(
     "widgets", __name__, template_folder="templates", static_folder="static",
@@ -65,6 +66,16 @@ POLL_PATHS = (re.compile(r"^/p/([A-Za-z0-9_-]{1,32})/?$"),
 # Characters XML 1.0 forbids even escaped: they are dropped from SVG text.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 HTML_VIEWS = {"widgets.widget", "widgets.widget_vote", "widgets.share"}
+
+
+PAGES_EXTENSION = "pollbox.widget_pages"
+EMBED_JS_EXTENSION = "pollbox.embed_js"
+VOTER_STATES_EXTENSION = "pollbox.widget_voter_states"
+# The codes `_messages` knows (an `error=` outside them shows no message).
+MESSAGE_CODES = frozenset((
+    "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
+    "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
+))
 
 
 def _messages() -> dict[str, str]:
@@ -115,8 +126,7 @@ def _result_rows(view: dict) -> list[dict]:
     return rows
 
 
-def _results(poll: Poll, *, moment: datetime) -> dict:
-    counts = tallies.read(session=db.session, redis=redis_handle(), poll=poll)
+def _results(poll: Poll, counts: tallies.Counts, *, moment: datetime) -> dict:
     view = tallies.tallies_view(
         poll, counts, now=moment, suppressed=tallies.is_suppressed(poll, counts, is_owner=False)
     )
@@ -153,23 +163,77 @@ def _apply_locale(poll: Poll, shown: display.Display) -> str:
 def widget(poll_id: str):
     """The poll as a small page for an iframe: the form, or the results."""
     session, moment = db.session, now()
-    poll = polls.get_poll(session=session, poll_id=poll_id)
+    poll, counts, exact = poll_cache.get_poll_and_counts(
+        session=session, redis=redis_handle(), poll_id=poll_id
+    )
     shown = display.read_display(request.args, poll, cors.own_origin())
     lang = _apply_locale(poll, shown)
     secret = current_app.config["SECRET_KEY"]
     voter = current_voter()
-    voted = tokens.is_valid(
+    just_voted = tokens.is_valid(
         request.args.get("voted"), secret=secret, purpose=tokens.VOTED_PURPOSE,
         poll_id=poll.id, now=moment,
-    ) or voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
+    )
+    voted = just_voted or _has_voted(poll, voter, secret=secret,
+                                     tally=_counts_key(counts) if exact else None)
     visible = tallies.results_visible(poll, now=moment, is_owner=False, has_voted=lambda: voted)
     status = poll.status_at(moment)
     asked_results = request.args.get("view") == "results" and visible
     show_form = status == "open" and not voted and not asked_results
-    results = _results(poll, moment=moment) if visible and not show_form else None
-    error = _messages().get(request.args.get("error", ""))
+    error = request.args.get("error", "")
+    page = pages.Page(
+        poll_id=poll.id, version=poll.version, lang=lang, query=tuple(shown.query().items()),
+        status=status, voted=voted, thanked=voted and bool(request.args.get("voted")),
+        visible=visible, asked_results=asked_results, show_form=show_form,
+        error=error if error in MESSAGE_CODES else None,
+        counts=_counts_key(counts) if visible and not show_form else None,
+        script_root=request.script_root,
+    )
+    cached = _pages().get(page) or _render_widget(poll, counts, page, shown, moment=moment)
+    nonce = display.new_nonce()
+    csrf_token = tokens.issue(secret=secret, purpose=tokens.CSRF_PURPOSE, poll_id=poll.id,
+                              now=moment, lifetime=tokens.CSRF_TOKEN_SECONDS)
+    response = current_app.response_class(cached.body(nonce, csrf_token), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = cached.policy(nonce)
+    # Personal (voted or not, a fresh form token): never shared by caches.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    return response
+
+
+def _has_voted(poll: Poll, voter: Voter, *, secret: str, tally: tuple | None) -> bool:
+    """`voting.has_voted`, remembered per process while the poll's tally is unchanged."""
+    if tally is None or poll.version is None:
+        return voting.has_voted(session=db.session, poll=poll, voter=voter, secret=secret)
+    cookie = None if voter.cookie_is_new else keyed_hash(secret, poll.id, "cookie",
+                                                          voter.cookie_id)
+    key = (poll.id, poll.version, cookie, keyed_hash(secret, poll.id, "ip", voter.address),
+           tally)
+    states = current_app.extensions[VOTER_STATES_EXTENSION]
+    voted = states.get(key)
+    if voted is None:
+        voted = voting.has_voted(session=db.session, poll=poll, voter=voter, secret=secret)
+        states.put(key, voted)
+    return voted
+
+
+def _counts_key(counts: tallies.Counts) -> tuple:
+    return (counts.total, counts.other, tuple(sorted(counts.options.items())), counts.updated)
+
+
+def _pages() -> pages.PageCache:
+    return current_app.extensions[PAGES_EXTENSION]
+
+
+def _render_widget(poll: Poll, counts: tallies.Counts, page: pages.Page,
+                   shown: display.Display, *, moment: datetime) -> pages.RenderedPage:
+    """Render the widget page with markers where the request's nonce and form token go,
+    and keep it."""
+    cache = _pages()
+    results = _results(poll, counts, moment=moment) if page.counts is not None else None
+    voted, visible, status = page.voted, page.visible, page.status
     notice = None
-    if voted and request.args.get("voted"):
+    if page.thanked:
         notice = gettext("Thank you for voting.") if visible else _later_message(poll)
     elif voted:
         notice = gettext("You have already voted in this poll.") if visible else \
@@ -179,11 +243,10 @@ def widget(poll_id: str):
                          when=format_datetime(poll.opens_at, "medium"))
     elif status == "closed":
         notice = gettext("This poll is closed.")
-    query = shown.query()
-    nonce = display.new_nonce()
+    query = dict(page.query)
     config = {
         "pollId": poll.id,
-        "lang": lang,
+        "lang": page.lang,
         "origin": shown.origin,
         "context": shown.context,
         "title": gettext("Poll: %(question)s", question=poll.question),
@@ -198,22 +261,17 @@ def widget(poll_id: str):
     }
     body = render_template(
         "widgets/widget.html",
-        poll=poll, lang=lang, direction=i18n.text_direction(lang), shown=shown, nonce=nonce,
-        show_form=show_form, results=results, error=error, notice=notice,
-        can_view_results=show_form and visible,
+        poll=poll, lang=page.lang, direction=i18n.text_direction(page.lang), shown=shown,
+        nonce=cache.nonce_mark, show_form=page.show_form, results=results,
+        error=_messages()[page.error] if page.error else None, notice=notice,
+        can_view_results=page.show_form and visible,
         results_url=_widget_url(poll.id, {**query, "view": "results"}),
-        vote_again_url=_widget_url(poll.id, query) if asked_results else None,
+        vote_again_url=_widget_url(poll.id, query) if page.asked_results else None,
         action=_widget_url(poll.id, query),
-        csrf_token=tokens.issue(secret=secret, purpose=tokens.CSRF_PURPOSE, poll_id=poll.id,
-                                now=moment, lifetime=tokens.CSRF_TOKEN_SECONDS),
+        csrf_token=cache.token_mark,
         config=config,
     )
-    response = current_app.response_class(body, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = display.widget_policy(poll, nonce)
-    # Personal (voted or not, a fresh form token): never shared by caches.
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
-    return response
+    return cache.put(page, body, display.widget_policy(poll, cache.nonce_mark))
 
 
 def _form_vote(poll: Poll, shown: display.Display) -> dict:
@@ -241,7 +299,7 @@ def widget_vote(poll_id: str):
     """The no-JS vote: check the form token, vote as the JSON API does, and answer 303
     back to the widget, which then shows the results or the error."""
     session, redis, moment = db.session, redis_handle(), now()
-    poll = polls.get_poll(session=session, poll_id=poll_id)
+    poll = poll_cache.get_poll_snapshot(session=session, redis=redis, poll_id=poll_id)
     shown = display.read_display(request.args, poll, cors.own_origin())
     query = shown.query()
     secret = current_app.config["SECRET_KEY"]
@@ -273,13 +331,15 @@ def widget_vote(poll_id: str):
 def share(poll_id: str):
     """A page to link to: Open Graph tags, the oEmbed discovery link, and the widget."""
     session, moment = db.session, now()
-    poll = polls.get_poll(session=session, poll_id=poll_id)
+    poll, counts, _exact = poll_cache.get_poll_and_counts(
+        session=session, redis=redis_handle(), poll_id=poll_id
+    )
     lang = _apply_locale(poll, display.read_display(request.args, poll, cors.own_origin()))
     base = base_url()
     share_url = f"{base}/p/{poll.id}"
     total = None
     if tallies.results_visible(poll, now=moment, is_owner=False, has_voted=lambda: False):
-        total = tallies.read(session=session, redis=redis_handle(), poll=poll).total
+        total = counts.total
     description = (
         i18n.counted("%(num)s vote so far. Cast yours.", "%(num)s votes so far. Cast yours.",
                      total)
@@ -336,7 +396,8 @@ def oembed():
     poll_id = _poll_id_of_url(request.args.get("url"))
     if poll_id is None:
         raise NotFound("No poll at this URL.")
-    poll = polls.get_poll(session=db.session, poll_id=poll_id)
+    poll = poll_cache.get_poll_snapshot(session=db.session, redis=redis_handle(),
+                                        poll_id=poll_id)
     width = min(OEMBED_WIDTH, max_width or OEMBED_WIDTH)
     height = min(OEMBED_HEIGHT, max_height or OEMBED_HEIGHT)
     base = base_url()
@@ -371,11 +432,13 @@ def _svg_text(value: str, limit: int) -> str:
 def results_svg(poll_id: str):
     """The current results as an SVG bar chart (for emails, READMEs: no script)."""
     session, moment = db.session, now()
-    poll = polls.get_poll(session=session, poll_id=poll_id)
+    poll, counts, _exact = poll_cache.get_poll_and_counts(
+        session=session, redis=redis_handle(), poll_id=poll_id
+    )
     lang = _apply_locale(poll, display.read_display(request.args, poll, cors.own_origin()))
     visible = tallies.results_visible(poll, now=moment, is_owner=False,
                                       has_voted=lambda: False)
-    results = _results(poll, moment=moment) if visible else None
+    results = _results(poll, counts, moment=moment) if visible else None
     rows = results["rows"] if results else []
     shown_rows = rows if results and not results["view"]["suppressed"] else []
     height = SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
@@ -404,11 +467,33 @@ def results_svg(poll_id: str):
 @blp.get("/embed.js")
 def embed_js():
     """The loader a host page includes: it turns its script tag into a sized iframe."""
-    response = send_from_directory(STATIC_DIR, "embed.js", mimetype="text/javascript",
-                                   max_age=EMBED_JS_CACHE_SECONDS)
-    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-    response.headers["Access-Control-Allow-Origin"] = "*"
+    asset: StaticAsset = current_app.extensions[EMBED_JS_EXTENSION]
+    response = current_app.response_class(asset.body, mimetype="text/javascript",
+                                          headers=asset.headers)
+    if "If-None-Match" in request.headers or "If-Modified-Since" in request.headers:
+        return response.make_conditional(request)
     return response
+
+
+@dataclass(frozen=True)
+class StaticAsset:
+    """A file served as it was when the app started: read, hashed and dated once."""
+
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def load(cls, path: Path, *, max_age: int, cross_origin: bool) -> StaticAsset:
+        body = path.read_bytes()
+        headers = [
+            ("Cache-Control", f"public, max-age={max_age}"),
+            ("ETag", f'"{hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]}"'),
+            ("Last-Modified", http_date(path.stat().st_mtime)),
+        ]
+        if cross_origin:
+            headers += [("Cross-Origin-Resource-Policy", "cross-origin"),
+                        ("Access-Control-Allow-Origin", "*")]
+        return cls(body, tuple(headers))
 
 
 @blp.after_request
