@@ -93,7 +93,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register(app: Flask) -> None:
-    from service import cli, cors, errors, identity, metrics, ops, poll_cache, reconcile
+    from service import cli, console, cors, errors, identity, metrics, ops, poll_cache, reconcile
     from service.api import exports as exports_api
     from service.api import integrity as integrity_api
     from service.api import polls, tallies, votes
@@ -126,3 +126,4 @@ def _register(app: Flask) -> None:
     api.register_blueprint(feedback_api.blp)
     api.register_blueprint(webhooks_api.blp)
     webhooks.init_app(app)
+    console.init_app(app)

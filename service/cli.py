@@ -97,10 +97,10 @@ def demo(base_url: str) -> None:
                                  now=utcnow())
     base = base_url.rstrip("/")
     click.echo(f"Demo poll:    {base}/api/v1/polls/{poll.id}")
-    if "widgets.widget" in current_app.view_functions:
-        click.echo(f"Widget:       {base}/polls/{poll.id}/widget")
+    click.echo(f"Widget:       {base}/polls/{poll.id}/widget")
     click.echo(f"Tallies:      {base}/api/v1/polls/{poll.id}/tallies")
     click.echo(f"API docs:     {base}/api/v1/docs")
+    click.echo(f"Console:      {base}/console/  (sign in with the key below)")
     click.echo(f"Vote:         curl -X POST -H 'Content-Type: application/json' "
                f"-d '{{\"choices\": [{poll.options[0].id}]}}' {base}/api/v1/polls/{poll.id}/votes")
     click.echo(f"Owner API key ({DEMO_OWNER}):")

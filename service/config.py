@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
 DEFAULT_RATELIMIT_VOTES = "60 per minute"
+DEFAULT_CONSOLE_SIGNIN_LIMIT = "10 per minute"
 SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -49,6 +50,10 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
             environ, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024
         ),
         "RATELIMIT_VOTES": environ.get("RATELIMIT_VOTES") or DEFAULT_RATELIMIT_VOTES,
+        # Owner console sign-in attempts per client address (Flask-Limiter syntax).
+        "CONSOLE_SIGNIN_LIMIT": (
+            environ.get("CONSOLE_SIGNIN_LIMIT") or DEFAULT_CONSOLE_SIGNIN_LIMIT
+        ),
         "PUBLIC_BASE_URL": (environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
         "LOG_FORMAT": _choice(environ, "LOG_FORMAT", "json", LOG_FORMATS),
         "LOG_LEVEL": _choice(environ, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),

@@ -17,6 +17,7 @@ def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
     assert settings["TRUSTED_PROXY_COUNT"] == 0
     assert settings["MAX_CONTENT_LENGTH"] == 65536
     assert settings["RATELIMIT_VOTES"] == "60 per minute"
+    assert settings["CONSOLE_SIGNIN_LIMIT"] == "10 per minute"
     assert settings["PUBLIC_BASE_URL"] is None
     assert "SECRET_KEY" not in settings
 
@@ -42,6 +43,7 @@ def test_environment_values_are_coerced(tmp_path):
             "PUBLIC_BASE_URL": "https://polls.example/",
             "REDIS_URL": "redis://cache:6379/0",
             "SECRET_KEY": "s3cret",
+            "CONSOLE_SIGNIN_LIMIT": "3 per minute",
         },
         str(tmp_path),
     )
@@ -50,6 +52,7 @@ def test_environment_values_are_coerced(tmp_path):
     assert settings["PUBLIC_BASE_URL"] == "https://polls.example"
     assert settings["REDIS_URL"] == "redis://cache:6379/0"
     assert settings["SECRET_KEY"] == "s3cret"
+    assert settings["CONSOLE_SIGNIN_LIMIT"] == "3 per minute"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from service.extensions import db
 from service.models import ApiKey, Base, Owner, Poll
 from tests.conftest import SEED_POLL
+from tests.console.console_client import sign_in as sign_in_with
 
 POLLS = "/api/v1/polls"
 TALLIES_URL = re.compile(r"https?://\S+?(/api/v1/polls/([A-Za-z0-9]+)/tallies)\b")
@@ -191,6 +192,16 @@ def test_demo_prints_the_tallies_url_of_its_poll(client, cli):
     tallies = client.get(found[0].group(1))
     assert tallies.status_code == 200
     assert tallies.get_json()["poll_id"] == found[0].group(2)
+
+
+def test_demo_prints_the_console_where_its_key_signs_in(client, cli):
+    output = cli("demo", "--base-url", "http://localhost").stdout
+
+    console_url = re.search(r"Console: +http://localhost(/console/)", output)
+    assert console_url, output
+    sign_in = client.get(console_url.group(1), follow_redirects=True)
+    assert sign_in.status_code == 200 and sign_in.request.path == "/console/sign-in"
+    assert sign_in_with(client, last_line(output)).status_code == 302
 
 
 def test_demo_leaves_other_owners_alone(client, cli, create_owner):

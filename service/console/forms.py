@@ -1,0 +1,155 @@
+"""The poll form: HTML form fields to the API's JSON shape and back, errors per field.
+
+Validation is the API's own (service.schemas): the form only turns text into the types
+the JSON contract has (lists from lines, integers, booleans from checkboxes), leaving a
+value it cannot convert as text so that the schema names the problem.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from marshmallow import Schema, ValidationError
+from werkzeug.datastructures import MultiDict
+
+from service.errors import ValidationFailed, flatten_messages
+from service.models import Poll
+from service.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
+
+INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "results_min_votes")
+BOOLEAN_FIELDS = ("allow_other", "allow_comment")
+CHOICE_FIELDS = ("kind", "duplicate_check", "results")
+TIME_FIELDS = ("opens_at", "closes_at")
+# What an empty input means: None = send null (clears it); absent = the API's default.
+EMPTY_IS_NULL = ("vote_window_seconds", "opens_at", "closes_at")
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+
+
+def lines(text: str) -> list[str]:
+    """The non-blank lines of a textarea, trimmed."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _integer(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text  # the schema answers "Not a valid integer."
+
+
+def _common(form: MultiDict) -> dict:
+    data: dict = {"question": form.get("question", "")}
+    for name in CHOICE_FIELDS:
+        if form.get(name):
+            data[name] = form[name]
+    for name in BOOLEAN_FIELDS:
+        data[name] = form.get(name) in ("on", "1", "true", "yes")
+    for name in INTEGER_FIELDS:
+        text = form.get(name, "").strip()
+        if text:
+            data[name] = _integer(text)
+        elif name in EMPTY_IS_NULL:
+            data[name] = None
+    if data.get("kind", "single") == "single":
+        data.pop("max_choices", None)  # always 1: a leftover number is no mistake to report
+    for name in TIME_FIELDS:
+        text = form.get(name, "").strip()
+        data[name] = text or None  # datetime-local values: read as UTC by the schema
+    data["allowed_origins"] = lines(form.get("allowed_origins", ""))
+    locale = form.get("locale", "").strip()
+    if locale:
+        data["locale"] = locale
+    return data
+
+
+def create_input(form: MultiDict) -> dict:
+    """A new poll's form as the body of `POST /api/v1/polls`."""
+    return {**_common(form), "options": lines(form.get("options", ""))}
+
+
+def update_input(form: MultiDict, poll: Poll) -> dict:
+    """An edit form as the body of `PATCH /api/v1/polls/<id>`: every field, and the full
+    option list (kept options by id, relabelled; removed ones left out; new ones added)."""
+    options = [
+        {"id": option.id, "label": form.get(f"option_{option.id}", "")}
+        for option in poll.options
+        if not form.get(f"remove_{option.id}")
+    ]
+    options += [{"id": None, "label": label} for label in lines(form.get("new_options", ""))]
+    data = _common(form)
+    data["options"] = options
+    if "max_choices" not in data and data.get("kind") == "multiple":
+        data["max_choices"] = len(options)
+    return data
+
+
+def _strip_nulls(data: dict) -> dict:
+    # PollUpdateSchema's option ids: None means "add"; the schema wants it absent.
+    if "options" in data and isinstance(data["options"], list):
+        data = {**data, "options": [
+            {key: value for key, value in option.items() if value is not None}
+            if isinstance(option, dict) else option
+            for option in data["options"]
+        ]}
+    return data
+
+
+def load(schema: Schema, data: dict) -> dict:
+    """Validate through the API's schema; raise ValidationFailed naming each field."""
+    try:
+        return schema.load(_strip_nulls(data))
+    except ValidationError as error:
+        raise ValidationFailed(flatten_messages(error.messages)) from None
+
+
+# The schema's words for the commonest mistakes, said the way a form says them.
+FRIENDLIER = {
+    ("question", f"Length must be between 1 and {QUESTION_MAX}."):
+        f"Enter the question (up to {QUESTION_MAX} characters).",
+    ("options", f"Length must be between {OPTIONS_MIN} and {OPTIONS_MAX}."):
+        f"Enter {OPTIONS_MIN} to {OPTIONS_MAX} options, one per line.",
+}
+
+
+def field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """API error paths (`options.1`, `options.0.label`) as form fields with readable text."""
+    shown: dict[str, list[str]] = {}
+    for path, messages in errors.items():
+        name, _, rest = path.partition(".")
+        index = rest.split(".", 1)[0]
+        messages = [FRIENDLIER.get((path, message), message) for message in messages]
+        if name == "options" and index.isdigit():
+            messages = [f"Option {int(index) + 1}: {message}" for message in messages]
+        if name == "_schema":
+            name = "_form"
+        shown.setdefault(name, []).extend(messages)
+    return shown
+
+
+def _local(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime(DATETIME_LOCAL) if moment else ""
+
+
+def values_of(poll: Poll) -> dict:
+    """A poll as the edit form's initial values (text, as a browser would send them)."""
+    values = {
+        "question": poll.question,
+        "kind": poll.kind,
+        "max_choices": str(poll.max_choices),
+        "duplicate_check": poll.duplicate_check,
+        "vote_window_seconds": "" if poll.vote_window_seconds is None
+        else str(poll.vote_window_seconds),
+        "results": poll.results,
+        "results_min_votes": str(poll.results_min_votes),
+        "opens_at": _local(poll.opens_at),
+        "closes_at": _local(poll.closes_at),
+        "allowed_origins": "\n".join(poll.allowed_origins),
+        "locale": poll.locale,
+        "new_options": "",
+    }
+    for name in BOOLEAN_FIELDS:
+        if getattr(poll, name):
+            values[name] = "on"
+    for option in poll.options:
+        values[f"option_{option.id}"] = option.label
+    return values
