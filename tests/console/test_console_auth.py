@@ -10,15 +10,10 @@ from werkzeug.http import parse_set_header
 
 from service import owners
 from service.extensions import db
-from tests.console.console_client import ConsoleClient, csrf_of, sign_in
+from tests.console.console_client import csrf_of, sign_in
 
 HTTPS = "https://console.example"
 PAGES = ("/console/sign-in", "/console/polls", "/console/polls/new", "/console/nope")
-
-
-@pytest.fixture
-def console(client, owner_key) -> ConsoleClient:
-    return ConsoleClient(client, owner_key)
 
 
 def set_cookie(response) -> str:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from service.console.feedback import EXAMPLE_PATH
-from tests.console.console_client import CSRF_INPUT, ConsoleClient
+from tests.console.console_client import CSRF_INPUT
 
 
 class Sections(HTMLParser):
@@ -51,16 +51,6 @@ class Sections(HTMLParser):
     def body(self, section: str) -> list[list[str]]:
         """The section's rows without the header row."""
         return self.rows.get(section, [])[1:]
-
-
-@pytest.fixture
-def console(client, owner_key) -> ConsoleClient:
-    return ConsoleClient(client, owner_key)
-
-
-@pytest.fixture
-def other_console(app, other_auth) -> ConsoleClient:
-    return ConsoleClient(app.test_client(), other_auth["Authorization"].removeprefix("Bearer "))
 
 
 @pytest.fixture

@@ -17,14 +17,8 @@ import pytest
 from service import exports
 from service.console import polls as console_polls
 from tests.conftest import SEED_POLL
-from tests.console.console_client import ConsoleClient
 
 SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def console(client, owner_key) -> ConsoleClient:
-    return ConsoleClient(client, owner_key)
 
 
 def api_poll(client, auth, poll_id: str) -> dict:

@@ -26,16 +26,6 @@ EVENTS = ["vote.created", "poll.closed"]
 SECRET_ON_PAGE = re.compile(r'id="webhook-secret"[^>]*><code>(whsec_[^<]+)</code>')
 
 
-@pytest.fixture
-def console(client, owner_key) -> ConsoleClient:
-    return ConsoleClient(client, owner_key)
-
-
-@pytest.fixture
-def other_console(app, other_auth) -> ConsoleClient:
-    return ConsoleClient(app.test_client(), other_auth["Authorization"].removeprefix("Bearer "))
-
-
 def create(console, url: str, events=EVENTS, poll_id: str = ""):
     return console.post("/console/webhooks/new", {"url": url, "events": list(events),
                                                   "poll_id": poll_id})

@@ -4,7 +4,8 @@ pasted as is on two pages of another site, the results per page and hiding a com
 then a webhook's pages from creation to deletion. Every page passes axe-core (serious and
 critical) and the console's CSP (no console errors)."""
 
-# Fixtures imported from tests/e2e/test_widget_browser.py are used as parameters of the same name.
+# Fixtures imported from tests/e2e/browser.py and test_widget_browser.py are used as
+# parameters of the same name.
 # ruff: noqa: F401, F811
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.test_widget_browser import (
+from tests.e2e.browser import (
     AXE_JS,
     BLOCKING_IMPACTS,
     EXPECT_TIMEOUT_MS,
     SCREENSHOTS,
     browser,
-    collect_errors,
     e2e_database_url,
-    host_site,
-    widget_frames,
 )
+from tests.e2e.test_widget_browser import collect_errors, host_site, widget_frames
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.browser]
 

@@ -7,69 +7,35 @@ installs both); without them these tests skip, or fail with POLLBOX_REQUIRE_SERV
 Screenshots go to POLLBOX_SCREENSHOTS (default /tmp/pollbox-screenshots).
 """
 
+# The fixtures imported from tests/e2e/browser.py are used as parameters of the same name.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES, SEED_POLL
+from tests.conftest import SEED_POLL
+from tests.e2e.browser import (
+    AXE_JS,
+    BLOCKING_IMPACTS,
+    EXPECT_TIMEOUT_MS,
+    SCREENSHOTS,
+    browser,  # noqa: F401 (a fixture)
+    e2e_database_url,  # noqa: F401 (a fixture)
+    missing,
+)
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.browser]
 
-CHROMIUM = Path(os.environ.get("POLLBOX_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run",
-]
-AXE_JS = Path(os.environ.get(
-    "POLLBOX_AXE_JS",
-    Path.home() / ".cache/pollbox/npm/node_modules/axe-core/axe.min.js",
-))
-SCREENSHOTS = Path(os.environ.get("POLLBOX_SCREENSHOTS", "/tmp/pollbox-screenshots"))
 SSE_DEADLINE_MS = 1000
 INITIAL_FRAME_HEIGHT = "360px"
-BLOCKING_IMPACTS = ("serious", "critical")
-EXPECT_TIMEOUT_MS = 10_000
 POLL_FALLBACK_DEADLINE_MS = 15_000  # the widget polls every 10 s
-
-
-def missing(what: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is missing (POLLBOX_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(f"{what} is missing")
-
-
-@pytest.fixture
-def e2e_database_url(request, tmp_path) -> str:
-    """These tests are about the browser: one backend (SQLite) is enough."""
-    import shutil
-
-    path = tmp_path / "pollbox.db"
-    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-    return f"sqlite:///{path}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        missing(f"Chromium ({CHROMIUM}; apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
