@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial, wraps
 from importlib import resources
 
 import fakeredis
 import flask_limiter
 import redis
 from flask import Flask, current_app
+from flask.globals import request_ctx
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
@@ -46,6 +48,32 @@ class Limiter(flask_limiter.Limiter):
         manager = self.limit_manager
         return bool(manager._application_limits or manager._default_limits
                     or manager._blueprint_limits or self._meta_limits)
+
+    def init_app(self, app: Flask) -> None:
+        """Its after-request (headers, conditional deductions) and teardown (reset) hooks
+        run only on requests where a limit was checked: the others have no limiter state,
+        and each hook would build an empty one just to find nothing in it (~5 µs)."""
+        super().init_app(app)
+        for table in (app.after_request_funcs, app.teardown_request_funcs):
+            hooks = table.get(None, [])
+            for index, hook in enumerate(hooks):
+                if getattr(hook, "__self__", None) is self or (
+                        isinstance(hook, partial) and hook.args == (self,)):
+                    hooks[index] = _only_if_limiter_used(hook)
+
+
+def _limiter_used() -> bool:
+    """Whether the current request holds Flask-Limiter state (a limit was checked)."""
+    return hasattr(request_ctx._get_current_object(), "_limiter_request_context")
+
+
+def _only_if_limiter_used(hook):
+    @wraps(hook)
+    def run(value):
+        return hook(value) if _limiter_used() else value
+
+    run.limiter_hook = hook
+    return run
 
 
 # Bound by service.ratelimits.init_app: Redis storage from REDIS_URL, else memory.

@@ -79,14 +79,30 @@ def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
 
+# The histogram's child per (endpoint, method, status): `.labels()` takes a lock and builds
+# the key on each call; the child it returns for the same labels is always the same one.
+_latency_children: dict[tuple[str, str, int], object] = {}
+
+
+def latency_child(endpoint: str, method: str, status: int):
+    """REQUEST_LATENCY's child for these labels, looked up once per process."""
+    key = (endpoint, method, status)
+    child = _latency_children.get(key)
+    if child is None:
+        child = _latency_children[key] = REQUEST_LATENCY.labels(endpoint, method, str(status))
+    return child
+
+
 def _observe(response: Response) -> Response:
     started = g.pop("metrics_started", None)
-    endpoint = request.endpoint or UNMATCHED_ENDPOINT
+    req = request._get_current_object()  # one context lookup instead of one per use
+    endpoint = req.endpoint or UNMATCHED_ENDPOINT
+    method = req.method
     if started is not None and endpoint != "metrics.metrics":
-        REQUEST_LATENCY.labels(endpoint, request.method, str(response.status_code)).observe(
+        latency_child(endpoint, method, response.status_code).observe(
             time.perf_counter() - started
         )
-    if endpoint == VOTE_ENDPOINT and request.method == "POST":
+    if endpoint == VOTE_ENDPOINT and method == "POST":
         if response.status_code == 201:
             VOTES.labels("accepted", "none").inc()
         else:

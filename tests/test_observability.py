@@ -54,6 +54,21 @@ def test_metrics_endpoint_serves_prometheus_text_with_latency_by_endpoint(client
     assert "pollbox_sse_streams_open" in text
 
 
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_cached_latency_children_still_count_each_status_apart(client, make_poll):
+    poll = make_poll()
+    def count(status: str) -> float:
+        return sample("pollbox_request_duration_seconds_count", endpoint="polls.PollById",
+                      method="GET", status=status)
+
+    found, missing = count("200"), count("404")
+    for _ in range(2):  # the second pass goes through the cached children
+        assert client.get(f"/api/v1/polls/{poll['id']}").status_code == 200
+        assert client.get("/api/v1/polls/nope").status_code == 404
+    assert count("200") == found + 2
+    assert count("404") == missing + 2
+
 def test_redis_fallbacks_are_counted(tmp_path, sqlite_template):
     path = tmp_path / "pollbox.db"
     shutil.copyfile(sqlite_template, path)

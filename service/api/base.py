@@ -51,7 +51,24 @@ class Api(SmorestApi):
 
 
 class JsonBodyParser(FlaskParser):
-    """A JSON body must come as JSON: any other content type is a 415, not a 422."""
+    """A JSON body must come as JSON: any other content type is a 415, not a 422.
+
+    A schema given as a class is built once, not per request (webargs builds one on every
+    parse: ~10 µs for the tallies query). Marshmallow 4 schemas keep no state between
+    loads, so one instance serves every request; the OpenAPI document still gets the class.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._schemas: dict[type[ma.Schema], ma.Schema] = {}
+
+    def _get_schema(self, argmap, req: flask.Request) -> ma.Schema:
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._schemas.get(argmap)
+            if schema is None:
+                schema = self._schemas[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
 
     def _raw_load_json(self, req: flask.Request):
         if not req.is_json:
