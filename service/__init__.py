@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import config as settings
@@ -54,9 +55,12 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 def engine_options(config: Mapping) -> dict:
     """Pool and driver settings for the configured database."""
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
     pool = {"pool_size": config["DATABASE_POOL_SIZE"],
             "max_overflow": config["DATABASE_MAX_OVERFLOW"]}
-    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            pool = {}  # one in-memory database, one shared connection: nothing to size
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool}
     return {"pool_pre_ping": True, **pool}
 

@@ -6,8 +6,9 @@ import os
 import stat
 
 import pytest
+import sqlalchemy as sa
 
-from service import config, create_app
+from service import config, create_app, engine_options
 
 
 def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
@@ -71,6 +72,18 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path):
     assert len(first) >= 48
     mode = stat.S_IMODE(os.stat(tmp_path / config.SECRET_KEY_FILE).st_mode)
     assert mode == 0o600
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_starts_without_pool_sizes(uri, tmp_path):
+    app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "s"})
+    with app.app_context():
+        from service.extensions import db
+
+        assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
+    assert "pool_size" not in engine_options(app.config)
+    on_disk = engine_options({**app.config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/x.db"})
+    assert on_disk["pool_size"] == app.config["DATABASE_POOL_SIZE"]
 
 
 def test_app_without_secret_key_takes_the_instance_secret(tmp_path, monkeypatch):
