@@ -337,3 +337,19 @@ def test_unexpected_exception_is_a_generic_500_without_traceback_or_message(expl
     text = response.get_data(as_text=True)
     for leaked in ("hunter2", "s3cr3t", "db.internal", "RuntimeError", "Traceback", "boom"):
         assert leaked not in text
+
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_every_owner_endpoint_documents_401_and_for_one_resource_403_and_404(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    owner_operations = [
+        (method, path, set(operation["responses"]))
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and operation.get("security")
+    ]
+    assert len(owner_operations) >= 19
+    for method, path, statuses in owner_operations:
+        assert "401" in statuses, (method, path)
+        if "{" in path:  # one poll's or webhook's: another owner's, or unknown
+            assert {"403", "404"} <= statuses, (method, path)

@@ -37,6 +37,18 @@ def owner_only(view):
     return wrapper
 
 
+def owner_errors(blp, resource: str, *, not_found: str | None = None):
+    """Document what every owner endpoint of one poll or webhook may answer besides its
+    success: 401 (no or a bad key), 403 (another owner's), 404 (unknown)."""
+
+    def document(view):
+        view = blp.alt_response(404, description=not_found or f"Unknown {resource}")(view)
+        view = blp.alt_response(403, description=f"Another owner's {resource}")(view)
+        return blp.alt_response(401, description="Missing or invalid API key")(view)
+
+    return document
+
+
 def is_poll_owner(poll: Poll) -> bool:
     """Whether the request carries the poll's owner's key (401 for a bad key)."""
     owner = request_owner()

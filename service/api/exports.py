@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from service import charts, exports, polls
-from service.api.common import OWNER_SECURITY, now, owner_only
+from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
 from service.extensions import db
 from service.owners import require_owner
 from service.schemas import CONTEXT_MAX, UTCDateTime
@@ -188,9 +188,7 @@ class PollExport(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY, responses=POLL_EXPORT_RESPONSES)
     @blp.arguments(ExportQuerySchema, location="query")
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def get(self, args, poll_id):
         """Export a poll's tallies, time series or (pseudonymous) votes."""
         params = exports.export_params(
@@ -226,9 +224,7 @@ class TimeseriesChart(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY, responses=CHART_RESPONSES)
     @blp.arguments(ChartQuerySchema, location="query")
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def get(self, args, poll_id):
         """Votes over time per option as an SVG line chart."""
         filters = exports.export_filters(since=args.get("from_"), until=args.get("to"),

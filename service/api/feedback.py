@@ -9,7 +9,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from service import feedback, polls
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, base_url, now, owner_only
+from service.api.common import OWNER_SECURITY, base_url, now, owner_errors, owner_only
 from service.extensions import db, redis_handle
 from service.owners import require_owner
 from service.schemas import (
@@ -91,9 +91,7 @@ class Contexts(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, ContextSchema(many=True))
     @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def get(self, pagination_parameters, poll_id):
         """Results per context (page): totals and option counts, most votes first."""
         poll = _owned_poll(poll_id)
@@ -112,9 +110,7 @@ class Comments(MethodView):
     @blp.arguments(CommentsQuerySchema, location="query")
     @blp.response(200, CommentSchema(many=True))
     @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def get(self, query, pagination_parameters, poll_id):
         """Comments, newest first, with their vote's choices, context and time."""
         poll = _owned_poll(poll_id)
@@ -133,9 +129,7 @@ class CommentById(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.arguments(CommentUpdateSchema)
     @blp.response(200, CommentSchema)
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll, or a vote without a comment")
+    @owner_errors(blp, "poll", not_found="Unknown poll, or a vote without a comment")
     def patch(self, data, poll_id, vote_id):
         """Hide a comment from every public surface (`{"hidden": true}`), or show it again.
         It stays in the owner's exports, marked in the `comment_hidden` column."""

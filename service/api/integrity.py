@@ -6,7 +6,7 @@ from flask.views import MethodView
 
 from service import integrity, polls
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, now, owner_only
+from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
 from service.extensions import db, redis_handle
 from service.owners import require_owner
 from service.schemas import IntegritySchema
@@ -22,9 +22,7 @@ class Integrity(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, IntegritySchema)
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     @blp.alt_response(503, description="Redis, which holds the counts, is unreachable")
     def get(self, poll_id):
         """Count accepted votes and refused attempts (`duplicate_vote` by the identity

@@ -7,7 +7,14 @@ from flask.views import MethodView
 
 from service import cors, polls, webhooks
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, base_url, is_poll_owner, now, owner_only
+from service.api.common import (
+    OWNER_SECURITY,
+    base_url,
+    is_poll_owner,
+    now,
+    owner_errors,
+    owner_only,
+)
 from service.extensions import db, redis_handle
 from service.owners import require_owner
 from service.schemas import (
@@ -76,8 +83,7 @@ class PollById(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.arguments(PollUpdateSchema)
     @blp.response(200, PollSchema)
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     @blp.alt_response(409, description="`poll_has_votes`: the change would corrupt votes")
     def patch(self, data, poll_id):
         """Change a poll: close or reopen it, correct labels, add options, change settings."""
@@ -91,8 +97,7 @@ class PollById(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(204)
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def delete(self, poll_id):
         """Delete a poll and all its votes."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
@@ -104,9 +109,7 @@ class SigningSecret(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, SigningSecretSchema)
-    @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="Another owner's poll")
-    @blp.alt_response(404, description="Unknown poll")
+    @owner_errors(blp, "poll")
     def post(self, poll_id):
         """Rotate the secret that signs voter ids for `duplicate_check: user`."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())

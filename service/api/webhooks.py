@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from service import polls, webhooks
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, now, owner_only
+from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
 from service.extensions import db, redis_handle
 from service.owners import require_owner
 from service.schemas import UTCDateTime
@@ -117,8 +117,7 @@ class WebhookById(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, WebhookSchema)
-    @blp.alt_response(403, description="Another owner's webhook")
-    @blp.alt_response(404, description="Unknown webhook")
+    @owner_errors(blp, "webhook")
     def get(self, webhook_id):
         """Read a webhook (without its secret)."""
         return _view(_owned(webhook_id))
@@ -126,8 +125,7 @@ class WebhookById(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(204)
-    @blp.alt_response(403, description="Another owner's webhook")
-    @blp.alt_response(404, description="Unknown webhook")
+    @owner_errors(blp, "webhook")
     def delete(self, webhook_id):
         """Delete a webhook and its deliveries; pending retries stop."""
         webhooks.delete_webhook(session=db.session, redis=redis_handle(),
@@ -140,8 +138,7 @@ class Deliveries(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, DeliverySchema(many=True))
     @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
-    @blp.alt_response(403, description="Another owner's webhook")
-    @blp.alt_response(404, description="Unknown webhook")
+    @owner_errors(blp, "webhook")
     def get(self, pagination_parameters, webhook_id):
         """The webhook's deliveries, newest first, each with its attempts (time, response
         status or error)."""
@@ -158,8 +155,7 @@ class TestSend(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(202, DeliverySchema)
-    @blp.alt_response(403, description="Another owner's webhook")
-    @blp.alt_response(404, description="Unknown webhook")
+    @owner_errors(blp, "webhook")
     def post(self, webhook_id):
         """Queue a signed `webhook.test` delivery; follow it in the deliveries."""
         return webhooks.send_test(session=db.session, webhook=_owned(webhook_id), now=now()), 202
