@@ -69,7 +69,7 @@ def gunicorn(app: str, env: dict, log: Path):
     with log.open("w") as output:
         process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "--bind",
-             f"127.0.0.1:{port}", "--access-logfile", "/dev/null", app],
+             f"127.0.0.1:{port}", app],
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"

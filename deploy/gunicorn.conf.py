@@ -17,10 +17,13 @@ while streams are open. Behind nginx, keep `proxy_buffering off` for the stream 
 answer also says `X-Accel-Buffering: no`).
 """
 
+import gc
 import multiprocessing
 import os
 import shutil
 import tempfile
+
+import gevent
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -69,12 +72,29 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Start the worker's periodic reconciliation (one process per period runs it)."""
+    """Set the loaded app's objects aside from garbage collection, then start the
+    worker's periodic reconciliation (one process per period runs it).
+
+    The app, its libraries and caches are about 130,000 objects that live as long as the
+    worker. A full collection walked them all and stopped every connection of the worker
+    for up to 80 ms (five times in a 10-second tallies benchmark); frozen, about 3 ms."""
+    gc.freeze()
     if "pollbox.redis" not in getattr(worker.wsgi, "extensions", {}):
         return  # another app under this config: bench/hello.py, the benchmark's ceiling
     from service import reconcile
 
     reconcile.start_periodic(worker.wsgi)
+
+
+def post_request(worker, req, environ, resp):
+    """Let the worker's other connections go first once an answer is written.
+
+    gevent switches greenlets only when one would block. A keep-alive client that sends
+    its next request before the worker reads the socket again never makes its greenlet
+    block, so a busy worker served it again and again while other connections waited:
+    a hello-world answered in half a millisecond at the median took over half a second
+    at the 99th percentile. Yielding here serves ready connections in turn."""
+    gevent.sleep(0)
 
 
 def child_exit(server, worker):

@@ -3,10 +3,12 @@ and a gunicorn config that sets up graceful shutdown and multiprocess metrics.""
 
 from __future__ import annotations
 
+import gc
 import runpy
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -116,6 +118,18 @@ def test_gunicorn_config_sets_up_multiprocess_metrics(monkeypatch):
         gunicorn["on_exit"](None)
         gunicorn["os"].environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     assert not folder.exists()
+
+
+def test_a_worker_sets_its_loaded_app_aside_from_garbage_collection(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gunicorn = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+    worker = SimpleNamespace(wsgi=SimpleNamespace())  # not Pollbox: no reconciliation
+    assert gc.get_freeze_count() == 0
+    try:
+        gunicorn["post_worker_init"](worker)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_webhook_deliveries_run_in_their_own_worker_in_compose_and_kubernetes():
