@@ -92,7 +92,7 @@ class Scripts:
     """The Lua scripts of `service/lua`, registered once per client (EVALSHA, NOSCRIPT
     handled by redis-py)."""
 
-    NAMES = ("admit", "release", "count", "rebuild", "idempotency")
+    NAMES = ("admit", "release", "count", "rebuild", "idempotency", "poll_and_tally")
 
     def __init__(self, client: redis.Redis):
         folder = resources.files("service").joinpath("lua")

@@ -185,18 +185,17 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
     The flag says whether both came through Redis: then the poll's version and the
     counts determine the tallies answer (its ETag may be derived from them)."""
     try:
-        pipe = redis.client.pipeline(transaction=False)
-        pipe.get(keys.poll_version(poll_id))
-        pipe.hgetall(keys.tally(poll_id, context))
-        version, raw = pipe.execute()
+        # One script rather than a pipeline: a single command costs redis-py less.
+        version, flat = redis.scripts.poll_and_tally(
+            keys=[keys.poll_version(poll_id), keys.tally(poll_id, context)])
     except REDIS_ERRORS as error:
         poll = _without_redis(session=session, poll_id=poll_id, error=error,
                               doing="reading a tally")
         return poll, tallies.from_database(session=session, poll_id=poll_id,
                                            context=context), False
     poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
-    if raw:
-        return poll, Counts.from_hash(raw), True
+    if flat:
+        return poll, Counts.from_flat(flat), True
     counts = tallies.rebuild(engine=session.get_bind(), redis=redis, poll_id=poll_id,
                              context=context)
     return poll, counts, True

@@ -1,5 +1,6 @@
 """Work done once instead of on every request, with the same answers: argument schemas
-built once, and Flask-Limiter's hooks only where a limit was checked."""
+built once, Flask-Limiter's hooks only where a limit was checked, and each hook asked
+once whether it is a coroutine function."""
 
 from __future__ import annotations
 
@@ -51,3 +52,43 @@ def test_limiter_hooks_leave_requests_without_a_limit_alone(app):
         assert not hasattr(request_ctx._get_current_object(), "_limiter_request_context")
         hooks[0].limiter_hook(response)
         assert hasattr(request_ctx._get_current_object(), "_limiter_request_context")
+
+
+def test_each_function_is_asked_once_whether_it_is_a_coroutine_function(monkeypatch):
+    from flask import app as flask_app
+
+    from service import Pollbox
+
+    app = Pollbox(__name__)
+    asked = []
+    ask = flask_app.iscoroutinefunction
+    monkeypatch.setattr(flask_app, "iscoroutinefunction", lambda f: asked.append(f) or ask(f))
+
+    def plain():
+        return "plain"
+
+    async def coroutine():
+        return "coroutine"
+
+    class Slotted:  # a callable that cannot be weakly referenced: asked each time
+        __slots__ = ()
+
+        def __call__(self):
+            return "slotted"
+
+    slotted = Slotted()
+    for _ in range(3):
+        assert app.ensure_sync(plain) is plain
+        assert app.ensure_sync(slotted) is slotted
+        # An async function is still handed to async_to_sync every time; without the
+        # `async` extra, Flask refuses it.
+        with pytest.raises(RuntimeError, match="async"):
+            app.ensure_sync(coroutine)
+    assert asked == [plain] + [slotted, coroutine] * 3
+
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_the_app_remembers_its_plain_hooks_after_a_request(app, client):
+    assert client.get("/embed.js").status_code == 200
+    hooks = [*app.before_request_funcs[None], *app.after_request_funcs[None]]
+    assert hooks and all(hook in app._plain_functions for hook in hooks)

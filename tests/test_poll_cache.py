@@ -276,8 +276,7 @@ def test_with_redis_down_polls_come_from_the_database(app, client, make_poll, st
     def refuse(*_args, **_kwargs):
         raise redis_lib.ConnectionError("Redis is down")
 
-    monkeypatch.setattr(handle.client, "pipeline", refuse)
-    monkeypatch.setattr(handle.client, "get", refuse)
+    monkeypatch.setattr(handle.client, "execute_command", refuse)
     down = tallies_of(client, poll)
     assert down.status_code == 200
     assert down.get_json()["options"][0]["label"] == "Changed"

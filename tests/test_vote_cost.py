@@ -95,6 +95,22 @@ def test_a_vote_is_two_redis_round_trips_and_its_inserts_only(app, stack, make_p
         assert statements.statements == expected
 
 
+@pytest.mark.parametrize(("page", "sql"), [
+    ("/api/v1/polls/{id}/tallies", []),
+    # The visitor's own state (has this address voted?) is the database's to say.
+    ("/polls/{id}/widget", ["SELECT"]),
+])
+def test_a_read_is_one_redis_call_for_the_poll_and_its_tally(make_poll, client, counters,
+                                                               page, sql):
+    poll = make_poll(duplicate_check="ip")
+    path = page.format(id=poll["id"])
+    assert client.get(path).status_code == 200  # the first read caches the poll
+    trips, statements = counters()
+    assert client.get(path).status_code == 200
+    assert trips.commands == ["EVALSHA"]  # lua/poll_and_tally.lua
+    assert statements.statements == sql
+
+
 def test_a_duplicate_is_refused_and_counted_in_one_round_trip(app, make_poll, vote, counters):
     poll = make_poll(duplicate_check="ip")
     assert vote(poll, ip=VOTER_IP).status_code == 201
