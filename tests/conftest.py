@@ -2,7 +2,8 @@
 
 Stacks: SQLite + the in-process Redis stand-in (the embedded defaults), SQLite + the
 real Redis, PostgreSQL + the real Redis. The real services are the machine's
-(PostgreSQL 127.0.0.1:5432 database `test`, Redis 127.0.0.1:6379 database 13); with
+(PostgreSQL 127.0.0.1:5432 database `test`, Redis 127.0.0.1:6379 database 13, or 15 in
+the second pytest-xdist worker); with
 POLLBOX_REQUIRE_SERVICES=1 a service that does not answer fails the run instead of
 skipping its tests.
 """
@@ -23,7 +24,12 @@ from flask_migrate import upgrade
 from service import create_app
 from service.extensions import db
 
-REDIS_URL = os.environ.get("POLLBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# tests/run.sh runs two pytest-xdist workers; each has its own Redis databases (the
+# PostgreSQL schemas are already one per process).
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+REDIS_DATABASES = {0: (13, 14), 1: (15, 9)}[XDIST_WORKER]  # (unit tests, tests/e2e)
+REDIS_URL = os.environ.get("POLLBOX_TEST_REDIS_URL",
+                           f"redis://127.0.0.1:6379/{REDIS_DATABASES[0]}")
 POSTGRES_BASE_URL = os.environ.get(
     "POLLBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

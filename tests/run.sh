@@ -24,7 +24,8 @@ fi
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-.venv/bin/python -m pytest
+# Two processes (pytest-xdist), each with its own Redis databases and PostgreSQL schemas.
+.venv/bin/python -m pytest -n 2
 # The fault tier (about a minute and a half): its own Redis, PostgreSQL and gunicorn
 # processes on free ports, killed and stopped on purpose; the shared services are untouched.
 exec .venv/bin/python -m pytest -m faults tests/faults

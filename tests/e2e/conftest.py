@@ -1,8 +1,9 @@
 """End-to-end fixtures: real gunicorn processes over a real database and the real Redis.
 
 The servers run the production config (`deploy/gunicorn.conf.py`, gevent workers) on a
-free loopback port. Redis is database 14 (the unit tests use 13); PostgreSQL is the
-`pollbox_e2e_<pid>` schema of the `test` database (the unit tests use `pollbox_test_<pid>`).
+free loopback port. Redis is database 14, or 9 in the second pytest-xdist worker (the
+unit tests use 13 and 15); PostgreSQL is the `pollbox_e2e_<pid>` schema of the `test`
+database (the unit tests use `pollbox_test_<pid>`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ import sqlalchemy as sa
 
 from service import create_app, owners
 from service.extensions import db
-from tests.conftest import SECRET, TABLES, migrated_postgres_schema, unavailable
+from tests.conftest import (
+    REDIS_DATABASES,
+    SECRET,
+    TABLES,
+    migrated_postgres_schema,
+    unavailable,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
-E2E_REDIS_URL = os.environ.get("POLLBOX_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
+E2E_REDIS_URL = os.environ.get("POLLBOX_E2E_REDIS_URL",
+                               f"redis://127.0.0.1:6379/{REDIS_DATABASES[1]}")
 E2E_POSTGRES_SCHEMA = f"pollbox_e2e_{os.getpid()}"
 BACKENDS = ("sqlite", "postgresql")
 SERVER_START_TIMEOUT_SECONDS = 20
