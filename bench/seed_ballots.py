@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask_migrate import upgrade
 
-from service import create_app, owners, polls
-from service.extensions import db, redis_handle
-from service.models import Ballot, BallotChoice, utcnow
+from service import create_app, owners
+from service.infra.clock import utcnow
+from service.infra.db import db
+from service.infra.models import Ballot, BallotChoice
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
 
 BATCH_BALLOTS = 20_000
 ID_ALPHABET = string.ascii_letters + string.digits

@@ -190,6 +190,33 @@ def timed(client: httpx.Client, method: str, url: str, **kwargs) -> tuple[httpx.
     return answer, (time.monotonic() - started) * 1000
 
 
+def send_votes(base: str, poll: dict, args: argparse.Namespace, figures: Figures,
+               workers: list[int]) -> tuple[list[float], float]:
+    """Read the tallies while idle, then vote at the set pace, reading the tallies after
+    each vote; the times the votes were sent, and the workers' CPU seconds before."""
+    tallies = f"/api/v1/polls/{poll['id']}/tallies"
+    votes = f"/api/v1/polls/{poll['id']}/votes"
+    sent = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(IDLE_TALLIES_REQUESTS):
+            answer, ms = timed(client, "GET", tallies)
+            answer.raise_for_status()
+            figures.idle_tallies_ms.append(ms)
+        cpu = sum(cpu_seconds(pid) for pid in workers)
+        for _ in range(args.votes):
+            time.sleep(args.interval)
+            sent.append(time.monotonic())
+            answer, ms = timed(client, "POST", votes,
+                               json={"choices": [poll["options"][0]["id"]]})
+            if answer.status_code != 201:
+                raise SystemExit(f"vote answered {answer.status_code}: {answer.text}")
+            figures.vote_ms.append(ms)
+            answer, ms = timed(client, "GET", tallies)
+            answer.raise_for_status()
+            figures.busy_tallies_ms.append(ms)
+    return sent, cpu
+
+
 def measure(base: str, master, poll: dict, args: argparse.Namespace) -> Figures:
     path = f"/api/v1/polls/{poll['id']}/tallies/stream"
     context = multiprocessing.get_context("spawn")
@@ -210,27 +237,8 @@ def measure(base: str, master, poll: dict, args: argparse.Namespace) -> Figures:
             figures.opened_seconds = max(figures.opened_seconds, ready["seconds"])
             figures.errors += ready["errors"]
         figures.per_worker = established_per_worker(master, int(base.rsplit(":", 1)[1]))
-        tallies = f"/api/v1/polls/{poll['id']}/tallies"
-        votes = f"/api/v1/polls/{poll['id']}/votes"
-        sent = []
         workers = worker_pids(master)
-        with httpx.Client(base_url=base, timeout=30) as client:
-            for _ in range(IDLE_TALLIES_REQUESTS):
-                answer, ms = timed(client, "GET", tallies)
-                answer.raise_for_status()
-                figures.idle_tallies_ms.append(ms)
-            cpu = sum(cpu_seconds(pid) for pid in workers)
-            for _ in range(args.votes):
-                time.sleep(args.interval)
-                sent.append(time.monotonic())
-                answer, ms = timed(client, "POST", votes,
-                                   json={"choices": [poll["options"][0]["id"]]})
-                if answer.status_code != 201:
-                    raise SystemExit(f"vote answered {answer.status_code}: {answer.text}")
-                figures.vote_ms.append(ms)
-                answer, ms = timed(client, "GET", tallies)
-                answer.raise_for_status()
-                figures.busy_tallies_ms.append(ms)
+        sent, cpu = send_votes(base, poll, args, figures, workers)
         for pipe in pipes:
             pipe.send({"expect": args.votes})
         reports = [pipe.recv() for pipe in pipes]

@@ -11,7 +11,7 @@ Live tallies (`GET /api/v1/polls/<id>/tallies/stream`, Server-Sent Events): an o
 stream is an idle greenlet waiting on an event, holding no database connection, so
 `worker_connections` (not `workers`) bounds how many a process serves; each worker
 keeps ONE Redis pub/sub subscription and fans its messages out to its streams
-(service/stream.py). Streams end after 30 minutes and EventSource reconnects, so they
+(service/tallies/stream.py). Streams end after 30 minutes and EventSource reconnects, so they
 rebalance across workers; `timeout` is the worker heartbeat, which gevent keeps beating
 while streams are open. Behind nginx, keep `proxy_buffering off` for the stream (the
 answer also says `X-Accel-Buffering: no`).
@@ -48,7 +48,7 @@ preload_app = False
 control_socket_disable = True
 
 # No gunicorn access log: the app logs every request itself, as JSON with its request id
-# and with secrets in paths (receipts) redacted (service/logging_setup.py). gunicorn's
+# and with secrets in paths (receipts) redacted (service/infra/logs.py). gunicorn's
 # request line would carry receipts and query strings, and `%(h)s` the client address.
 accesslog = None
 errorlog = "-"
@@ -81,7 +81,7 @@ def post_worker_init(worker):
     gc.freeze()
     if "pollbox.redis" not in getattr(worker.wsgi, "extensions", {}):
         return  # another app under this config: bench/hello.py, the benchmark's ceiling
-    from service import reconcile
+    from service.tallies import reconcile
 
     reconcile.start_periodic(worker.wsgi)
 

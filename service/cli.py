@@ -12,11 +12,15 @@ from flask.cli import AppGroup, with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from service import exports, owners, polls
-from service.errors import NotFound, ValidationFailed
-from service.extensions import db, redis_handle
-from service.models import Owner, Poll, utcnow
-from service.schemas import UTCDateTime
+from service import owners
+from service.exports import export as exports
+from service.infra.clock import iso, now
+from service.infra.db import db
+from service.infra.errors import NotFound, ValidationFailed
+from service.infra.fields import UTCDateTime
+from service.infra.models import Owner, Poll
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
 
 # A progress bar on a terminal for exports at least this large, updated every so often.
 EXPORT_PROGRESS_MIN_ROWS = 10_000
@@ -66,7 +70,7 @@ def list_owners() -> None:
         return
     click.echo(f"{'NAME':<30} {'CREATED':<20} {'KEY':<16} POLLS")
     for row in rows:
-        created = row.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = iso(row.created_at)
         click.echo(f"{row.name:<30} {created:<20} {(row.key_prefix or '-') + '…':<16} {row.polls}")
 
 
@@ -94,7 +98,7 @@ def demo(base_url: str) -> None:
             "allowed_origins": [], "locale": "en", **DEMO_POLL,
         }
         poll = polls.create_poll(session=session, redis=redis_handle(), owner=owner, data=data,
-                                 now=utcnow())
+                                 now=now())
     base = base_url.rstrip("/")
     click.echo(f"Demo poll:    {base}/api/v1/polls/{poll.id}")
     click.echo(f"Widget:       {base}/polls/{poll.id}/widget")
@@ -154,7 +158,7 @@ def export(poll_id: str, data: str, fmt: str, interval: str | None, since, until
         raise click.ClickException(f"No poll with id {poll_id!r}.") from None
     made = exports.poll_export(session=db.session, poll=poll, params=params,
                                secret=current_app.config["SECRET_KEY"],
-                               now=current_app.config["CLOCK"]())
+                               now=now())
     stderr = _progress_stream()
     to_file = output != "-"
     total = None

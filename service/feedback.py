@@ -9,12 +9,12 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from service import polls
-from service.errors import NotFound
-from service.extensions import RedisHandle
-from service.models import Ballot, BallotChoice, Owner, Poll
-from service.schemas import PollCreateSchema
-from service.tallies import PERCENT_DECIMALS
+from service.infra.errors import NotFound
+from service.infra.models import Ballot, BallotChoice, Owner, Poll
+from service.infra.redis import RedisHandle
+from service.polls import manage as polls
+from service.polls.schemas import PollCreateSchema
+from service.tallies.results import PERCENT_DECIMALS
 
 PAGE_FEEDBACK_QUESTION = "Was this page helpful?"
 PAGE_FEEDBACK = {
@@ -36,10 +36,6 @@ def create_page_feedback_poll(*, session: Session, redis: RedisHandle, owner: Ow
         **{name: data[name] for name in ("allowed_origins", "locale") if name in data},
     })
     return polls.create_poll(session=session, redis=redis, owner=owner, data=fields, now=now)
-
-
-def _context_is(context: str | None):
-    return Ballot.context.is_(None) if context is None else Ballot.context == context
 
 
 def contexts(*, session: Session, poll: Poll, offset: int,

@@ -7,13 +7,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import g, request
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.errors import Unauthorized
-from service.extensions import db
-from service.models import ApiKey, Owner, Poll, utcnow
+from service.infra.clock import utcnow
+from service.infra.models import ApiKey, Owner, Poll
 
 KEY_PREFIX = "pbk_"
 KEY_RANDOM_BYTES = 32
@@ -99,28 +97,3 @@ def owner_for_key(*, session: Session, key: str) -> Owner | None:
         .join(ApiKey)
         .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
     )
-
-
-def request_owner() -> Owner | None:
-    """The owner named by the request's bearer key; None without a key; 401 for a bad one."""
-    if "owner" in g:
-        return g.owner
-    header = request.headers.get("Authorization")
-    owner = None
-    if header is not None:
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("Send the API key as 'Authorization: Bearer <key>'.")
-        owner = owner_for_key(session=db.session, key=key.strip())
-        if owner is None:
-            raise Unauthorized("This API key is not valid (unknown or revoked).")
-    g.owner = owner
-    return owner
-
-
-def require_owner() -> Owner:
-    """The request's owner; 401 without a valid key."""
-    owner = request_owner()
-    if owner is None:
-        raise Unauthorized()
-    return owner

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from service import create_app
-from service.extensions import db
+from service.infra.db import db
 
 # tests/run.sh runs two pytest-xdist workers; each has its own Redis databases (the
 # PostgreSQL schemas are already one per process).

@@ -24,6 +24,10 @@ fi
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
+# Style, complexity (ruff: C901 at 12) and the architecture (import-linter's contracts in
+# pyproject.toml: the layers only import downwards, no import circle).
+.venv/bin/ruff check .
+.venv/bin/lint-imports
 # Two processes (pytest-xdist), each with its own Redis databases and PostgreSQL schemas.
 .venv/bin/python -m pytest -n 2
 # The fault tier (about a minute and a half): its own Redis, PostgreSQL and gunicorn

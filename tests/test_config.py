@@ -8,7 +8,9 @@ import stat
 import pytest
 import sqlalchemy as sa
 
-from service import config, create_app, engine_options
+from service import create_app
+from service.infra import config
+from service.infra.db import engine_options
 
 
 def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
@@ -78,7 +80,7 @@ def test_secret_key_is_generated_once_and_kept_private(tmp_path):
 def test_an_in_memory_sqlite_database_starts_without_pool_sizes(uri, tmp_path):
     app = create_app({"SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "s"})
     with app.app_context():
-        from service.extensions import db
+        from service.infra.db import db
 
         assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
     assert "pool_size" not in engine_options(app.config)

@@ -59,7 +59,7 @@ def test_deployment_probes_health_and_readiness_and_shuts_down_gracefully(
 
 
 def test_config_and_secret_name_only_settings_the_service_reads(tmp_path):
-    from service import config
+    from service.infra import config
 
     objects = k8s_objects()
     settings = {**objects["ConfigMap"][0]["data"], **objects["Secret"][0]["stringData"]}

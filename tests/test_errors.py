@@ -8,7 +8,7 @@ from http import HTTPStatus
 import pytest
 
 from service import create_app
-from service.extensions import db
+from service.infra.db import db
 from tests.conftest import SECRET
 
 SMALL_MAX_CONTENT_LENGTH = 2048

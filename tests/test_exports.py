@@ -16,9 +16,11 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 from sqlalchemy import select
 
-from service import exports, tallies
-from service.extensions import db
-from service.models import Ballot
+from service.exports import export as exports
+from service.infra.db import db
+from service.infra.models import Ballot
+from service.tallies import counts as tallies
+from service.tallies import results
 
 START = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 UNICODE_LABELS = ["Ja, natürlich 🙂", "日本語のラベル", 'עברית, "quoted"']
@@ -101,7 +103,7 @@ def test_tallies_csv_has_percent_and_wilson_interval_of_the_ballots(app, client,
     for row in rows:
         votes = int(row["votes"])
         assert float(row["percent"]) == round(votes / total * 100, 2)
-        low, high = tallies.wilson_interval(votes, total)
+        low, high = results.wilson_interval(votes, total)
         assert (float(row["ci95_low"]), float(row["ci95_high"])) == (low, high)
         assert low < float(row["percent"]) < high
 

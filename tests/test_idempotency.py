@@ -7,9 +7,11 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from service import keys, voting
-from service.extensions import db
-from service.models import Ballot
+from service.infra import keys
+from service.infra.db import db
+from service.infra.models import Ballot
+from service.voting import ballot as votes
+from service.voting.ballot import idempotency_hash
 from tests.conftest import SECRET
 from tests.test_votes import assert_problem, sign
 
@@ -207,15 +209,14 @@ def test_concurrent_retries_with_one_key_make_one_ballot_and_one_answer(
 def test_a_retry_racing_the_first_request_waits_and_then_gives_up_with_409(
     app, make_poll, keyed_vote, ballots, monkeypatch
 ):
-    from service import idempotency
+    from service.voting import idempotency
 
     poll = make_poll(duplicate_check="none")
     # A first request that holds the key and never answers (say, its worker hangs).
-    entry = keys.idempotency(poll["id"], voting.idempotency_hash(SECRET, poll["id"], KEY))
-    body = {"choices": [poll["options"][0]["id"]], "other": None, "comment": None,
-            "context": None, "voter": None}
+    entry = keys.idempotency(poll["id"], idempotency_hash(SECRET, poll["id"], KEY))
+    sent = votes.Ballot(choices=(poll["options"][0]["id"],))
     redis_client(app).hset(entry, mapping={
-        "body": idempotency.body_hash(secret=SECRET, poll_id=poll["id"], vote=body),
+        "body": idempotency.body_hash(secret=SECRET, poll_id=poll["id"], ballot=sent),
         "token": "someone-else",
     })
     monkeypatch.setattr(idempotency, "WAIT_SECONDS", 0.2)
@@ -229,7 +230,7 @@ def test_a_retry_racing_the_first_request_waits_and_then_gives_up_with_409(
 def test_the_answer_is_kept_24_hours(app, make_poll, keyed_vote):
     poll = make_poll()
     keyed_vote(poll)
-    entry = keys.idempotency(poll["id"], voting.idempotency_hash(SECRET, poll["id"], KEY))
+    entry = keys.idempotency(poll["id"], idempotency_hash(SECRET, poll["id"], KEY))
 
     ttl = redis_client(app).ttl(entry)
 
@@ -255,7 +256,7 @@ def test_a_page_script_may_read_the_replay_and_retry_headers(app, make_poll, all
 def test_a_retry_shows_the_first_answers_tallies_after_other_votes_and_changes(
     client, auth, make_poll, keyed_vote
 ):
-    """The answer is kept with the vote's count (lua/count.lua): the tally it showed and
+    """The answer is kept with the vote's count (count.lua): the tally it showed and
     the poll as it was, whatever happened since."""
     poll = make_poll(duplicate_check="none", results_min_votes=2)
     first = keyed_vote(poll)

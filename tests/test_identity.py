@@ -10,13 +10,12 @@ from flask import Flask, Response, jsonify
 from itsdangerous import Signer
 from werkzeug.test import EnvironBuilder
 
-from service import identity
-from service.identity import (
+from service.infra.identity import client_address, keyed_hash
+from service.web import voter as identity
+from service.web.voter import (
     VOTER_COOKIE,
     VOTER_COOKIE_SALT,
-    client_address,
     current_voter,
-    keyed_hash,
     read_voter,
     set_voter_cookie,
 )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from service import integrity, keys
+from service.infra import keys
+from service.voting import integrity
 from tests.test_votes import assert_problem, sign
+from tests.widgets.helpers import csrf_token
+from tests.widgets.test_widget import form_vote, widget
 
 HOME_IP, OTHER_IP = "203.0.113.7", "198.51.100.99"
 ALLOWED = "https://www.psyweb.example"
@@ -142,3 +146,19 @@ def test_integrity_is_for_the_polls_owner_only(client, auth, other_auth, make_po
                           headers=headers(auth, other_auth))
 
     assert_problem(response, status, code)
+
+
+def test_the_widget_form_counts_its_outcomes_as_the_api_does(app, client, auth, make_poll,
+                                                             frozen):
+    poll = make_poll(duplicate_check="cookie_and_ip")
+    browser = app.test_client()
+    accepted = form_vote(browser, poll)
+    duplicate = form_vote(browser, poll, token=csrf_token(
+        widget(app.test_client(), poll, "198.51.100.99").get_data(as_text=True)))
+    assert "voted" in parse_qs(urlsplit(accepted.headers["Location"]).query)
+    assert parse_qs(urlsplit(duplicate.headers["Location"]).query)["error"] == [
+        "duplicate_vote"]
+
+    answer = report(client, poll, auth)
+
+    assert answer["totals"] == counts(accepted=1, cookie=1)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask_migrate import downgrade, upgrade
 
 from service import create_app
-from service.extensions import db
+from service.infra.db import db
 from tests.conftest import SECRET, migrated_postgres_schema
 
 

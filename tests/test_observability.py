@@ -9,8 +9,9 @@ import shutil
 import pytest
 from prometheus_client import REGISTRY
 
-from service import create_app, logging_setup, owners
-from service.extensions import db
+from service import create_app, owners
+from service.infra import logs as logging_setup
+from service.infra.db import db
 from tests.conftest import SECRET, SEED_POLL
 
 # Nothing listens on port 1: connections are refused at once.
@@ -163,7 +164,7 @@ def test_text_format_names_the_request_id_or_a_dash():
 @pytest.mark.parametrize(("name", "value"), [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "loud"),
                                              ("RECONCILE_INTERVAL_SECONDS", "-1")])
 def test_bad_operations_settings_are_refused(tmp_path, name, value):
-    from service.config import ConfigError, from_environ
+    from service.infra.config import ConfigError, from_environ
 
     with pytest.raises(ConfigError, match=name):
         from_environ({name: value}, str(tmp_path))

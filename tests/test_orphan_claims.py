@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from service import keys, voting
-from service.extensions import redis_handle
-from service.identity import keyed_hash
+from service.infra.clock import epoch_ms
+from service.infra.identity import keyed_hash
+from service.infra.redis import redis_handle
+from service.infra.redis.scripts import AdmitCall, Admitted
+from service.voting import cast as voting
 from tests.conftest import SECRET
 
 VOTER_IP = "203.0.113.7"
@@ -22,10 +24,11 @@ def leave_orphan_claim(app, poll: dict, clock) -> None:
     """What a worker killed between claim and commit leaves behind: a claim, no ballot."""
     identity = f"ip:{keyed_hash(SECRET, poll['id'], 'ip', VOTER_IP)}"
     with app.app_context():
-        claimed = voting.admit(redis_handle(), voting.Admission(
-            poll_id=poll["id"], now=clock(), ballot_id="GhostBallot00000",
-            claim_keys=[keys.seen(poll["id"], identity)], kinds=("ip",), window_ms=0))
-    assert claimed == [b"admitted"]
+        claimed = redis_handle().scripts.admit(AdmitCall(
+            poll_id=poll["id"], now_ms=epoch_ms(clock()), integrity_hour="2026120300",
+            retention_seconds=60, ballot_id="GhostBallot00000", identities=(("ip", identity),),
+            orphan_ms=voting.ORPHAN_CLAIM_SECONDS * 1000))
+    assert claimed == Admitted()
 
 
 def test_a_fresh_claim_without_its_ballot_still_counts_as_a_vote_in_flight(

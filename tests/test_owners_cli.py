@@ -9,8 +9,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from service.extensions import db
-from service.models import ApiKey, Base, Owner, Poll
+from service.infra.db import db
+from service.infra.models import ApiKey, Base, Owner, Poll
 from tests.conftest import SEED_POLL
 from tests.console.console_client import sign_in as sign_in_with
 

@@ -57,7 +57,7 @@ def test_limiter_hooks_leave_requests_without_a_limit_alone(app):
 def test_each_function_is_asked_once_whether_it_is_a_coroutine_function(monkeypatch):
     from flask import app as flask_app
 
-    from service import Pollbox
+    from service.web.app import Pollbox
 
     app = Pollbox(__name__)
     asked = []

@@ -1,4 +1,4 @@
-"""The per-process poll cache (service/poll_cache.py) and the read paths built on it.
+"""The per-process poll cache (service/polls/cache.py) and the read paths built on it.
 
 Two app instances sharing the database and Redis stand for two worker processes, each
 with its own cache: a change made through one is seen by the next request of the other.
@@ -14,8 +14,12 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import text
 
-from service import create_app, keys, poll_cache
-from service.extensions import db, limiter, redis_handle
+from service import create_app
+from service.infra import keys
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls import cache as poll_cache
+from service.web.limiter import limiter
 
 
 @pytest.fixture
@@ -383,9 +387,9 @@ def test_each_widget_answer_has_its_own_nonce_and_form_token(client, make_poll, 
 
 
 def test_every_error_code_of_the_widget_has_a_message(app):
-    from service.widgets import views
+    from service.widgets import texts
     with app.test_request_context():
-        assert set(views._messages()) == views.MESSAGE_CODES
+        assert set(texts.messages()) == texts.MESSAGE_CODES
 
 
 # -- per-request overhead --------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from service.extensions import redis_handle
+from service.infra.redis import redis_handle
 from tests.conftest import SEED_POLL
 
 POLLS = "/api/v1/polls"
@@ -411,7 +411,7 @@ def test_owner_endpoints_answer_401_without_a_valid_key(
 def test_rotated_key_is_refused_and_the_new_one_works(app, client, owner_key, make_poll,
                                                      method, path, body):
     from service import owners
-    from service.extensions import db
+    from service.infra.db import db
 
     poll = make_poll()
     with app.app_context():

@@ -7,8 +7,8 @@ import logging
 
 import sqlalchemy as sa
 
-from service.extensions import db
-from service.models import Ballot
+from service.infra.db import db
+from service.infra.models import Ballot
 from tests.test_votes import (
     IP_TRACES,
     RAW_IPS,
@@ -40,20 +40,8 @@ def test_a_voting_session_leaves_no_raw_identity_key_or_receipt_anywhere(
                                                           strict=True)):
                 key = f"idem-{user_id}-{policy}-{window}"
                 idempotency_keys.append(key)
-                body = {"choices": [poll["options"][0]["id"]], "context": f"/page/{n}"}
-                if policy == "user":
-                    body["voter"] = sign(poll, user_id)
-                for attempt in range(2):  # a retry, then a duplicate without the key
-                    headers = {"Idempotency-Key": key} if attempt == 0 else {}
-                    response = voter.post(f"/api/v1/polls/{poll['id']}/votes", json=body,
-                                          headers=headers, environ_overrides={"REMOTE_ADDR": ip})
-                    assert response.status_code in (201, 409, 429), response.get_json()
-                    if response.status_code == 201:
-                        receipts.append(response.get_json()["vote"]["receipt"])
-                refused = voter.post(f"/api/v1/polls/{poll['id']}/votes", json=body,
-                                     headers={"Origin": "https://b.example"},
-                                     environ_overrides={"REMOTE_ADDR": ip})
-                assert refused.status_code in (403, 429)
+                receipts += _vote_retry_and_refusals(poll, voter, ip=ip, user_id=user_id,
+                                                     key=key, page=n)
                 if n == 0 and receipts:
                     assert client.get(f"/api/v1/receipts/{receipts[-1]}").status_code == 200
                     assert client.delete(f"/api/v1/receipts/{receipts[-1]}").status_code == 204
@@ -75,6 +63,28 @@ def test_a_voting_session_leaves_no_raw_identity_key_or_receipt_anywhere(
             assert not [row for row in table_rows if secret in row], (secret, table)
         assert not [entry for entry in redis_entries if secret in entry], secret
         assert secret not in caplog.text, secret
+
+
+def _vote_retry_and_refusals(poll: dict, voter, *, ip: str, user_id: str, key: str,
+                             page: int) -> list[str]:
+    """A keyed vote, its retry, a duplicate without the key, and a vote from a site the
+    poll does not allow; the receipts of the votes accepted."""
+    receipts = []
+    body = {"choices": [poll["options"][0]["id"]], "context": f"/page/{page}"}
+    if poll["duplicate_check"] == "user":
+        body["voter"] = sign(poll, user_id)
+    for attempt in range(2):  # a retry, then a duplicate without the key
+        headers = {"Idempotency-Key": key} if attempt == 0 else {}
+        response = voter.post(f"/api/v1/polls/{poll['id']}/votes", json=body,
+                              headers=headers, environ_overrides={"REMOTE_ADDR": ip})
+        assert response.status_code in (201, 409, 429), response.get_json()
+        if response.status_code == 201:
+            receipts.append(response.get_json()["vote"]["receipt"])
+    refused = voter.post(f"/api/v1/polls/{poll['id']}/votes", json=body,
+                         headers={"Origin": "https://b.example"},
+                         environ_overrides={"REMOTE_ADDR": ip})
+    assert refused.status_code in (403, 429)
+    return receipts
 
 
 def test_one_idempotency_key_has_unrelated_hashes_in_two_polls(app, make_poll):
@@ -99,16 +109,15 @@ def test_one_idempotency_key_has_unrelated_hashes_in_two_polls(app, make_poll):
     assert stored == set(hashes)
 
 
-def test_the_same_address_has_unrelated_rate_limit_keys_in_two_polls(app, make_poll):
-    from service import ratelimits
-
+def test_the_same_address_has_unrelated_rate_limit_keys_in_two_polls(app, make_poll, vote):
     polls = [make_poll(), make_poll()]
-    limiter_keys = []
     for poll in polls:
-        # The request context matches the URL, as a request's does: view_args hold poll_id.
-        with app.test_request_context(f"/api/v1/polls/{poll['id']}/votes", method="POST",
-                                      environ_base={"REMOTE_ADDR": RAW_IPS[0]}):
-            limiter_keys.append(ratelimits.client_key())
+        assert vote(poll, ip=RAW_IPS[0]).status_code == 201
+    redis = app.extensions["pollbox.redis"].client
 
-    assert limiter_keys[0] != limiter_keys[1]
+    limiter_keys = [key.decode() for key in redis.scan_iter(match="*:ratelimit:*")]
+
+    # pollbox:{poll id}:ratelimit:<keyed hash of the address>:<amount>/<window>
+    hashes = {key.split(":ratelimit:", 1)[1].split(":", 1)[0] for key in limiter_keys}
+    assert len(limiter_keys) == 2 and len(hashes) == 2
     assert not [key for key in limiter_keys if any(trace in key for trace in IP_TRACES)]

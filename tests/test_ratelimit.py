@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 import sqlalchemy as sa
 
-from service import create_app, keys, ratelimits
-from service.extensions import db
-from service.models import Ballot
+from service import create_app
+from service.infra import keys
+from service.infra.db import db
+from service.infra.models import Ballot
+from service.voting import ratelimits
 from tests.conftest import SECRET
 from tests.test_votes import assert_problem
+from tests.widgets.test_widget import form_vote
 
 LIMIT = 3
 WINDOW_SECONDS = 60
@@ -116,9 +121,29 @@ def test_limits_are_counted_in_redis_with_a_moving_window_in_the_polls_slot(limi
     assert 0 < client.pttl(limiter_keys[0]) <= WINDOW_SECONDS * 1000
 
 
-@pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
-def test_the_widget_form_keeps_flask_limiter_in_redis(limited):
-    assert limited.config["RATELIMIT_STORAGE_URI"] == limited.config["REDIS_URL"]
+def test_the_widget_form_and_the_api_share_one_limit(limited, make_poll, vote):
+    """One address gets RATELIMIT_VOTES in all, however it votes: the no-JS form counts
+    its attempts in the same moving window as the JSON API."""
+    poll = make_poll(duplicate_check="none")
+    for _ in range(LIMIT - 1):
+        assert vote(poll).status_code == 201
+    first = form_vote(limited.test_client(), poll)
+    second = form_vote(limited.test_client(), poll)  # another browser, the same address
+
+    assert "voted" in parse_qs(urlsplit(first.headers["Location"]).query)
+    assert parse_qs(urlsplit(second.headers["Location"]).query)["error"] == ["rate_limited"]
+    assert_problem(vote(poll), 429, "rate_limited")
+    assert ballots(limited, poll) == LIMIT
+
+
+def test_a_form_that_does_not_parse_is_an_attempt_too(limited, make_poll, vote):
+    poll = make_poll(duplicate_check="none")
+    browser = limited.test_client()
+    for _ in range(LIMIT):
+        response = form_vote(browser, poll, choices=[])
+        assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["choose_one"]
+
+    assert_problem(vote(poll), 429, "rate_limited")
 
 
 def test_several_limits_apply_together(app, make_poll, vote):

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 import sqlalchemy as sa
 
-from service.extensions import db
-from service.models import Ballot, BallotChoice, VoteClaim
+from service.infra.db import db
+from service.infra.models import Ballot, BallotChoice, VoteClaim
 from tests.test_votes import assert_problem, sign
 
 HOME_IP, OTHER_IP = "203.0.113.7", "198.51.100.99"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from service import keys, reconcile, tallies
-from service.extensions import db, redis_handle
+from service.infra import keys
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.tallies import counts as tallies
+from service.tallies import reconcile
 
 REDIS_STACKS = ["sqlite-redis", "postgresql-redis"]
 

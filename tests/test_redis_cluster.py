@@ -15,9 +15,13 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from service import create_app, keys, owners, reconcile, tallies
-from service.extensions import db, redis_handle
-from service.polls import get_poll
+from service import create_app, owners
+from service.infra import keys
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls.manage import get_poll
+from service.tallies import counts as tallies
+from service.tallies import reconcile
 from tests.conftest import REQUIRE_SERVICES, SECRET, SEED_POLL
 
 MASTERS = 3

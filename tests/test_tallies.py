@@ -13,9 +13,10 @@ from statistics import NormalDist
 import pytest
 from sqlalchemy import event, select
 
-from service import create_app, owners, tallies
-from service.extensions import db
-from service.models import Ballot, BallotChoice
+from service import create_app, owners
+from service.infra.db import db
+from service.infra.models import Ballot, BallotChoice
+from service.tallies import counts as tallies
 from tests.conftest import SECRET
 
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from service import keys, tallies
-from service.extensions import db, redis_handle
-from service.models import Ballot, BallotChoice, utcnow
-from service.polls import get_poll
+from service.infra import keys
+from service.infra.clock import epoch_ms, utcnow
+from service.infra.db import db
+from service.infra.models import Ballot, BallotChoice
+from service.infra.redis import redis_handle
+from service.infra.redis.scripts import CountCall
+from service.polls.manage import get_poll
+from service.tallies import counts as tallies
 
 
 @pytest.fixture
@@ -27,8 +31,9 @@ def commit_ballot(poll: dict, ballot_id: str, option_index: int = 0) -> int:
 
 
 def count(poll: dict, ballot_id: str, option_id: int) -> None:
-    tallies.count_ballot(redis=redis_handle(), poll_id=poll["id"], ballot_id=ballot_id,
-                         context=None, option_ids=[option_id], has_other=False, at=utcnow())
+    """The vote's own count: count.lua with its tally scopes."""
+    redis_handle().scripts.count(CountCall(poll_id=poll["id"], ballot_id=ballot_id,
+                                           at_ms=epoch_ms(utcnow()), option_ids=(option_id,)))
 
 
 def read(poll: dict) -> tallies.Counts:

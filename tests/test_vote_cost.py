@@ -1,6 +1,6 @@
 """What one vote costs, counted on the real clients: Redis round trips and SQL statements.
 
-A vote makes two Redis round trips (lua/admit.lua before the commit, lua/count.lua after
+A vote makes two Redis round trips (admit.lua before the commit, count.lua after
 it) and, with its poll cached, writes its ballot without reading anything from the
 database: one statement on PostgreSQL. These numbers are the vote path's performance
 budget: a change that adds a round trip or a query fails here.
@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from service import poll_cache
-from service.extensions import db, redis_handle
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls import cache as poll_cache
 from tests.test_votes import make_app  # noqa: F401  (a fixture of test_votes)
 
 VOTER_IP = "203.0.113.7"

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from itsdangerous import Signer
 
 from service import create_app
-from service.extensions import db
-from service.models import Ballot
+from service.infra.db import db
+from service.infra.models import Ballot
 from tests.conftest import SECRET
 
 PROBLEM = "application/problem+json"

@@ -24,8 +24,10 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from service import webhook_sender, webhooks
-from service.extensions import redis_handle
+from service.infra.redis import redis_handle
+from service.infra.redis.scripts import CountCall
+from service.webhooks import dispatcher as webhooks
+from service.webhooks import sender as webhook_sender
 
 SETTLE_TIMEOUT_SECONDS = 15
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -431,7 +433,7 @@ def test_an_unreachable_receiver_is_logged_as_an_error(hook_client, hooks_app, a
 
 
 def test_the_default_retries_last_more_than_a_day():
-    from service.config import DEFAULT_WEBHOOK_RETRY_DELAYS
+    from service.infra.config import DEFAULT_WEBHOOK_RETRY_DELAYS
 
     assert sum(DEFAULT_WEBHOOK_RETRY_DELAYS) >= 24 * 3600
     assert list(DEFAULT_WEBHOOK_RETRY_DELAYS) == sorted(DEFAULT_WEBHOOK_RETRY_DELAYS)
@@ -460,9 +462,9 @@ def test_a_vote_succeeds_when_the_webhook_note_fails(hooks_app, auth, make_hook,
     def broken(*args, **kwargs):
         raise failure
 
-    # The note is a step of the vote's count (lua/count.lua); on a Redis Cluster its own
-    # call (webhooks.vote_created).
-    monkeypatch.setattr(webhooks, "note_step", broken)
+    # The note is a step of the vote's count (count.lua); on a Redis Cluster its own call
+    # (voting/redis_store.py).
+    monkeypatch.setattr(CountCall, "note_webhook", broken)
     assert vote(poll).status_code == 201
     assert "could not note a vote for webhooks" in caplog.text
     tallies = hooks_app.test_client().get(f"/api/v1/polls/{poll['id']}/tallies").get_json()

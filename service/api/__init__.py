@@ -1,0 +1,32 @@
+"""The JSON API under /api/v1 (flask-smorest, OpenAPI at /api/v1/openapi.json), and the
+operations endpoints. Views parse, call one use case, and answer."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Bind the API, document its owner key scheme, and register its blueprints."""
+    from service.api import (
+        exports,
+        feedback,
+        integrity,
+        ops,
+        polls,
+        receipts,
+        stream,
+        tallies,
+        votes,
+        webhooks,
+    )
+    from service.api.base import api
+
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An owner's API key."}
+    )
+    for module in (polls, votes, tallies, exports, receipts, integrity, stream, feedback,
+                   webhooks):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(ops.blp)

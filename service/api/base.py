@@ -12,7 +12,7 @@ from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
-from service.errors import PROBLEM_MIMETYPE
+from service.infra.errors import PROBLEM_MIMETYPE
 
 
 class ProblemSchema(ma.Schema):
@@ -83,3 +83,6 @@ class Blueprint(SmorestBlueprint):
     inside the view's decorators, so an owner endpoint checks the key (401) first."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+
+api = Api()

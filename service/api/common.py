@@ -7,23 +7,13 @@ from datetime import datetime
 
 from flask import current_app, request
 
-from service import tallies, voting
-from service.errors import ResultsHidden
-from service.identity import read_voter
-from service.models import Poll
-from service.owners import request_owner, require_owner
+from service.infra.errors import ResultsHidden
+from service.tallies import results
+from service.voting.records import has_voted as voted
+from service.web.owner import request_owner, require_owner
+from service.web.voter import read_voter
 
 OWNER_SECURITY = [{"bearerAuth": []}]
-
-
-def now() -> datetime:
-    """The request's notion of now (tests may set `CLOCK`)."""
-    return current_app.config["CLOCK"]()
-
-
-def base_url() -> str:
-    """The public base URL: `PUBLIC_BASE_URL`, else the one the request came in on."""
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
 
 
 def owner_only(view):
@@ -49,19 +39,19 @@ def owner_errors(blp, resource: str, *, not_found: str | None = None):
     return document
 
 
-def is_poll_owner(poll: Poll) -> bool:
+def is_poll_owner(poll) -> bool:
     """Whether the request carries the poll's owner's key (401 for a bad key)."""
     owner = request_owner()
     return owner is not None and owner.id == poll.owner_id
 
 
-def require_results_visible(poll: Poll, *, session, moment: datetime, is_owner: bool) -> None:
+def require_results_visible(poll, *, session, moment: datetime, is_owner: bool) -> None:
     """403 `results_hidden` unless the poll's `results` rule shows them to this reader."""
     secret = current_app.config["SECRET_KEY"]
 
     def has_voted() -> bool:
         voter = read_voter(request, secret)
-        return voting.has_voted(session=session, poll=poll, voter=voter, secret=secret)
+        return voted(session=session, poll=poll, voter=voter, secret=secret)
 
-    if not tallies.results_visible(poll, now=moment, is_owner=is_owner, has_voted=has_voted):
+    if not results.results_visible(poll, now=moment, is_owner=is_owner, has_voted=has_voted):
         raise ResultsHidden()

@@ -10,43 +10,18 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
-from service import charts, exports, polls
-from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
-from service.extensions import db
-from service.owners import require_owner
-from service.schemas import CONTEXT_MAX, UTCDateTime
+from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.exports import charts
+from service.exports import export as exports
+from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.fields import UTCDateTime
+from service.polls import manage as polls
+from service.web.owner import require_owner
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1",
                 description="Exports for analysts: CSV, JSON, NDJSON and a chart.")
-
-CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'"
-TIME_DESCRIPTION = ("ISO 8601; without an offset it is UTC. Ballots with from <= created_at "
-                    "< to are exported.")
-
-
-class ExportQuerySchema(Schema):
-    data = fields.String(required=True, validate=validate.OneOf(exports.DATA_KINDS))
-    format = fields.String(load_default="csv", validate=validate.OneOf(exports.FORMATS))
-    interval = fields.String(
-        validate=validate.OneOf(exports.INTERVALS),
-        metadata={"description": "Bucket size for `data=timeseries` (default `day`)."},
-    )
-    from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
-    to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
-    bom = fields.Boolean(
-        load_default=False,
-        metadata={"description": "`1`: start a CSV with a UTF-8 byte order mark (Excel)."},
-    )
-
-
-class ChartQuerySchema(Schema):
-    interval = fields.String(load_default=exports.DEFAULT_INTERVAL,
-                             validate=validate.OneOf(exports.INTERVALS))
-    from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
-    to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
-
 
 class AccountExportQuerySchema(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(exports.FORMATS))

@@ -7,21 +7,18 @@ from flask import url_for
 from flask.views import MethodView
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from service import feedback, polls
+from service import feedback
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, base_url, now, owner_errors, owner_only
-from service.extensions import db, redis_handle
-from service.owners import require_owner
-from service.schemas import (
-    CONTEXT_MAX,
-    LOCALE_FIELD,
-    QUESTION_MAX,
-    Origin,
-    PollSchema,
-    StrictBoolean,
-    Trimmed,
-    UTCDateTime,
-)
+from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.fields import Origin, StrictBoolean, Trimmed, UTCDateTime
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.polls.schemas import LOCALE_FIELD, QUESTION_MAX, PollSchema
+from service.tallies.schemas import CONTEXT_MAX
+from service.web.owner import require_owner
+from service.web.urls import base_url
 
 blp = Blueprint(
     "feedback", __name__, url_prefix="/api/v1/polls",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from service import integrity, polls
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
-from service.extensions import db, redis_handle
-from service.owners import require_owner
-from service.schemas import IntegritySchema
+from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.voting import integrity
+from service.voting.schemas import IntegritySchema
+from service.web.owner import require_owner
 
 blp = Blueprint(
     "integrity", __name__, url_prefix="/api/v1/polls",

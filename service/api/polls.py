@@ -5,24 +5,21 @@ from __future__ import annotations
 from flask import url_for
 from flask.views import MethodView
 
-from service import cors, polls, webhooks
 from service.api.base import Blueprint
-from service.api.common import (
-    OWNER_SECURITY,
-    base_url,
-    is_poll_owner,
-    now,
-    owner_errors,
-    owner_only,
-)
-from service.extensions import db, redis_handle
-from service.owners import require_owner
-from service.schemas import (
+from service.api.common import OWNER_SECURITY, is_poll_owner, owner_errors, owner_only
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.polls.schemas import (
     PollCreateSchema,
     PollSchema,
     PollUpdateSchema,
     SigningSecretSchema,
 )
+from service.web import cors
+from service.web.owner import require_owner
+from service.web.urls import base_url
 
 blp = Blueprint(
     "polls", __name__, url_prefix="/api/v1/polls", description="Create and manage polls."
@@ -88,10 +85,7 @@ class PollById(MethodView):
     def patch(self, data, poll_id):
         """Change a poll: close or reopen it, correct labels, add options, change settings."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
-        was_closed = poll.status_at(now()) == "closed"
         poll = polls.update_poll(session=db.session, poll=poll, data=data, now=now())
-        if not was_closed and poll.status_at(now()) == "closed":
-            webhooks.poll_closed(session=db.session, poll=poll, reason="manual", now=now())
         return _owner_view(poll)
 
     @owner_only

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from service import receipts
 from service.api.base import Blueprint
-from service.api.common import now
-from service.extensions import db, redis_handle
-from service.schemas import ReceiptVoteSchema
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.voting import receipts
+from service.voting.schemas import ReceiptVoteSchema
 
 blp = Blueprint(
     "receipts", __name__, url_prefix="/api/v1/receipts",

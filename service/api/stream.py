@@ -6,11 +6,15 @@ import orjson
 from flask import current_app, json, stream_with_context
 from flask.views import MethodView
 
-from service import cors, poll_cache, stream, tallies
 from service.api.base import Blueprint
-from service.api.common import is_poll_owner, now, require_results_visible
-from service.errors import NotFound
-from service.extensions import db, redis_handle
+from service.api.common import is_poll_owner, require_results_visible
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.errors import NotFound
+from service.infra.redis import redis_handle
+from service.polls import cache as poll_cache
+from service.tallies import results, stream
+from service.web import cors
 
 blp = Blueprint("stream", __name__, url_prefix="/api/v1/polls", description="Read results.")
 
@@ -46,9 +50,9 @@ class TalliesStream(MethodView):
                 current, counts, _exact = poll_cache.get_poll_and_counts(
                     session=session, redis=redis, poll_id=poll_id
                 )
-                view = tallies.tallies_view(
+                view = results.tallies_view(
                     current, counts, now=moment,
-                    suppressed=tallies.is_suppressed(current, counts, is_owner=is_owner),
+                    suppressed=results.is_suppressed(current, counts, is_owner=is_owner),
                 )
             except NotFound:
                 return json.dumps({"poll_id": poll_id, "status": "deleted"})

@@ -8,11 +8,16 @@ import orjson
 from flask import current_app, request
 from flask.views import MethodView
 
-from service import cors, poll_cache, tallies
 from service.api.base import Blueprint
-from service.api.common import is_poll_owner, now, require_results_visible
-from service.extensions import db, redis_handle
-from service.schemas import TalliesQuerySchema, TalliesSchema
+from service.api.common import is_poll_owner, require_results_visible
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.redis import redis_handle
+from service.polls import cache as poll_cache
+from service.tallies import counts as tallies
+from service.tallies import results
+from service.tallies.schemas import TalliesQuerySchema, TalliesSchema
+from service.web import cors
 
 blp = Blueprint("tallies", __name__, url_prefix="/api/v1/polls", description="Read results.")
 
@@ -37,7 +42,7 @@ class Tallies(MethodView):
         cors.allow(poll)
         is_owner = is_poll_owner(poll)
         require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)
-        suppressed = tallies.is_suppressed(poll, counts, is_owner=is_owner)
+        suppressed = results.is_suppressed(poll, counts, is_owner=is_owner)
         status = poll.status_at(moment)
         headers = {
             # Public results may be cached but must be revalidated; personal ones stay private.
@@ -62,7 +67,7 @@ class Tallies(MethodView):
 
 
 def _body(poll, counts: tallies.Counts, moment, suppressed: bool) -> bytes:
-    return orjson.dumps(tallies.tallies_view(poll, counts, now=moment, suppressed=suppressed))
+    return orjson.dumps(results.tallies_view(poll, counts, now=moment, suppressed=suppressed))
 
 
 def _etag_of(version: str, status: str, suppressed: bool, counts: tallies.Counts) -> str:

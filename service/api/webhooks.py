@@ -6,12 +6,16 @@ from flask import current_app, url_for
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from service import polls, webhooks
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, now, owner_errors, owner_only
-from service.extensions import db, redis_handle
-from service.owners import require_owner
-from service.schemas import UTCDateTime
+from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.fields import UTCDateTime
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.web.owner import require_owner
+from service.webhooks import resources as webhooks
+from service.webhooks.events import EVENTS
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1/webhooks",
@@ -20,15 +24,14 @@ blp = Blueprint(
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
-URL_MAX = 2000
 
 
 class WebhookCreateSchema(Schema):
-    url = fields.String(required=True, validate=validate.Length(1, URL_MAX), metadata={
+    url = fields.String(required=True, validate=validate.Length(1, webhooks.URL_MAX), metadata={
         "description": "https only; hosts resolving to loopback, private, link-local, "
                        "multicast or reserved addresses are refused (SSRF guard)."})
-    events = fields.List(fields.String(validate=validate.OneOf(webhooks.EVENTS)),
-                         required=True, validate=validate.Length(1, len(webhooks.EVENTS)))
+    events = fields.List(fields.String(validate=validate.OneOf(EVENTS)),
+                         required=True, validate=validate.Length(1, len(EVENTS)))
     poll_id = fields.String(load_default=None, allow_none=True, metadata={
         "description": "One poll of the owner's, or null for all of them."})
 

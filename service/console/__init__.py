@@ -2,7 +2,7 @@
 
 Sign-in, the session cookie, CSRF and the security headers live in `auth`; the poll pages
 in `polls`; feedback and webhooks in their own modules. Views stay thin: they call the
-service layer (service/polls.py, tallies.py, exports.py, ...) for `g.console_owner`.
+use cases (service/polls/, tallies/, exports/, ...) for `g.console_owner`.
 """
 
 from __future__ import annotations

@@ -42,13 +42,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from service import errors
 from service.console import bp
-from service.errors import ServiceError
-from service.extensions import db, limiter
-from service.identity import client_address, keyed_hash
-from service.models import ApiKey, Owner
+from service.infra import errors
+from service.infra.db import db
+from service.infra.errors import ServiceError
+from service.infra.identity import client_address, keyed_hash
+from service.infra.models import ApiKey, Owner
 from service.owners import hash_key
+from service.web.limiter import limiter
 
 log = logging.getLogger(__name__)
 

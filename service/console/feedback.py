@@ -15,15 +15,18 @@ from flask import abort, flash, g, redirect, render_template, request, url_for
 from markupsafe import escape
 from marshmallow import ValidationError
 
-from service import feedback, polls
-from service.api.common import base_url, now
+from service import feedback
 from service.console import bp
 from service.console.auth import owner_required
 from service.console.forms import lines
-from service.errors import Forbidden, NotFound, ValidationFailed, flatten_messages
-from service.extensions import db, redis_handle
-from service.models import Poll
-from service.widgets.i18n import SUPPORTED_LOCALES
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.errors import Forbidden, NotFound, ValidationFailed, flatten_messages
+from service.infra.models import Poll
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.polls.embed import LOCALES
+from service.web.urls import base_url
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100  # as the API's paginated lists
@@ -197,7 +200,7 @@ def page_feedback_preset():
                   "to paste on every page and the results per page.", "success")
             return redirect(url_for("console.poll_show", poll_id=poll.id))
     page = render_template(
-        "console/feedback_preset.html", form=form, errors=errors, locales=SUPPORTED_LOCALES,
+        "console/feedback_preset.html", form=form, errors=errors, locales=LOCALES,
         default_question=feedback.PAGE_FEEDBACK_QUESTION, example_path=EXAMPLE_PATH,
     )
     return page, 422 if errors else 200

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from marshmallow import Schema, ValidationError
 from werkzeug.datastructures import MultiDict
 
-from service.errors import ValidationFailed, flatten_messages
-from service.models import Poll
-from service.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
+from service.infra.errors import ValidationFailed, flatten_messages
+from service.infra.models import Poll
+from service.polls.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
 
 INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "results_min_votes")
 BOOLEAN_FIELDS = ("allow_other", "allow_comment")

@@ -1,8 +1,8 @@
 """Console poll pages: list, create, edit, the poll page with live results and snippets,
 close/reopen/delete, downloads (exports, chart), integrity and the signing secret.
 
-Every view reads and changes polls through the service layer (service/polls.py,
-tallies.py, exports.py, ...) for the signed-in owner, as the API's views do.
+Every view reads and changes polls through the use cases (service/polls/, tallies/,
+exports/, ...) for the signed-in owner, as the API's views do.
 """
 
 from __future__ import annotations
@@ -23,23 +23,26 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from service import charts, exports, integrity, poll_cache, polls, stream, tallies, webhooks
-from service.api.common import base_url, now
-from service.api.exports import CHART_CSP, ChartQuerySchema, ExportQuerySchema
 from service.console import bp, forms
 from service.console.auth import owner_required
-from service.errors import NotFound, PollHasVotes, ValidationFailed, flatten_messages
-from service.extensions import db, redis_handle
-from service.models import Poll
-from service.schemas import (
-    DUPLICATE_CHECKS,
-    PollCreateSchema,
-    PollUpdateSchema,
-)
-from service.widgets.display import THEMES
+from service.exports import charts
+from service.exports import export as exports
+from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.errors import NotFound, PollHasVotes, ValidationFailed, flatten_messages
+from service.infra.models import Poll
+from service.infra.redis import redis_handle
+from service.polls import cache as poll_cache
+from service.polls import embed
+from service.polls import manage as polls
+from service.polls.schemas import DUPLICATE_CHECKS, PollCreateSchema, PollUpdateSchema
+from service.tallies import counts as tallies
+from service.tallies import results, stream
+from service.voting import integrity
+from service.web.urls import base_url
 
 PAGE_SIZE = 20
-PREVIEW_THEMES = THEMES
 DUPLICATE_CHECK_LABELS = {
     "none": "None: every request counts",
     "cookie": "One vote per browser (cookie)",
@@ -53,7 +56,6 @@ RESULTS_LABELS = {
     "after_close": "After the poll closes",
     "owner_only": "Only to you",
 }
-LOCALES = ("en", "de", "es", "fr")
 assert set(DUPLICATE_CHECK_LABELS) == set(DUPLICATE_CHECKS)
 
 
@@ -67,7 +69,7 @@ def _counts(poll: Poll) -> tallies.Counts:
 
 def _form_context(**extra) -> dict:
     return dict(duplicate_check_labels=DUPLICATE_CHECK_LABELS, results_labels=RESULTS_LABELS,
-                locales=LOCALES, **extra)
+                locales=embed.LOCALES, **extra)
 
 
 # --- list -------------------------------------------------------------------------------
@@ -119,7 +121,6 @@ def poll_edit(poll_id: str):
     if request.method == "GET":
         return render_template("console/polls/form.html", values=forms.values_of(poll),
                                errors={}, **context)
-    was_closed = poll.status_at(now()) == "closed"
     try:
         data = forms.load(PollUpdateSchema(), forms.update_input(request.form, poll))
         poll = polls.update_poll(session=db.session, poll=poll, data=data, now=now())
@@ -135,8 +136,6 @@ def poll_edit(poll_id: str):
                    "add options and change the other settings.")
         return render_template("console/polls/form.html", values=request.form,
                                errors={field: [message]}, **context), 409
-    if not was_closed and poll.status_at(now()) == "closed":
-        webhooks.poll_closed(session=db.session, poll=poll, reason="manual", now=now())
     flash("Poll saved.", "success")
     return redirect(url_for("console.poll_show", poll_id=poll.id))
 
@@ -146,7 +145,7 @@ def poll_edit(poll_id: str):
 
 def results_of(poll: Poll) -> dict:
     """The owner's view of the tallies (never suppressed)."""
-    return tallies.tallies_view(poll, _counts(poll), now=now(), suppressed=False)
+    return results.tallies_view(poll, _counts(poll), now=now(), suppressed=False)
 
 
 @bp.get("/polls/<poll_id>")
@@ -154,16 +153,16 @@ def results_of(poll: Poll) -> dict:
 def poll_show(poll_id: str):
     poll = _owned(poll_id)
     theme = request.args.get("theme", "auto")
-    if theme not in PREVIEW_THEMES:
+    if theme not in embed.THEMES:
         theme = "auto"
     return render_template(
         "console/polls/show.html",
         poll=poll,
         status=poll.status_at(now()),
         results=results_of(poll),
-        embed=polls.embed_snippets(poll, base_url()),
+        embed=embed.snippets(poll, base_url()),
         theme=theme,
-        themes=PREVIEW_THEMES,
+        themes=embed.THEMES,
         data_kinds=exports.DATA_KINDS,
         formats=exports.FORMATS,
         intervals=exports.INTERVALS,
@@ -187,7 +186,7 @@ def poll_stream(poll_id: str):
             current, counts, _ = poll_cache.get_poll_and_counts(
                 session=session, redis=redis_handle(), poll_id=poll_id
             )
-            view = tallies.tallies_view(current, counts, now=now(), suppressed=False)
+            view = results.tallies_view(current, counts, now=now(), suppressed=False)
         except NotFound:
             return json.dumps({"poll_id": poll_id, "status": "deleted"})
         finally:
@@ -214,7 +213,6 @@ def poll_status(poll_id: str):
     if wanted not in ("open", "closed"):
         flash("Choose to close or to reopen the poll.", "error")
         return redirect(url_for("console.poll_show", poll_id=poll.id))
-    was_closed = poll.status_at(now()) == "closed"
     try:
         poll = polls.update_poll(session=db.session, poll=poll, data={"status": wanted},
                                  now=now())
@@ -222,8 +220,6 @@ def poll_status(poll_id: str):
         messages = [m for values in error.errors.values() for m in values]
         flash(" ".join(messages), "error")
         return redirect(url_for("console.poll_show", poll_id=poll_id))
-    if not was_closed and poll.status_at(now()) == "closed":
-        webhooks.poll_closed(session=db.session, poll=poll, reason="manual", now=now())
     flash("Poll closed: no more votes are accepted." if wanted == "closed"
           else "Poll reopened: visitors can vote again.", "success")
     return redirect(url_for("console.poll_show", poll_id=poll.id))

@@ -3,7 +3,7 @@
 delete after confirmation.
 
 The views only translate HTTP: creating (with the SSRF guard), test sends and deleting
-are service/webhooks.py's, as for the API.
+are service/webhooks/'s, as for the API.
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ from flask import current_app, flash, g, redirect, render_template, request, url
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from service import polls, webhooks
-from service.api.common import now
-from service.api.webhooks import URL_MAX
 from service.console import bp
 from service.console.auth import owner_required
 from service.console.feedback import requested_page
-from service.errors import Forbidden, NotFound, ValidationFailed
-from service.extensions import db, redis_handle
-from service.models import Poll, Webhook
-from service.models import WebhookDelivery as Delivery
+from service.infra.clock import now
+from service.infra.db import db
+from service.infra.errors import Forbidden, NotFound, ValidationFailed
+from service.infra.models import Poll, Webhook
+from service.infra.models import WebhookDelivery as Delivery
+from service.infra.redis import redis_handle
+from service.polls import manage as polls
+from service.webhooks import resources as webhooks
+from service.webhooks.events import EVENTS
+from service.webhooks.resources import URL_MAX
 
 EVENT_LABELS = {
     "vote.created": "vote.created: votes cast (the votes of one second come together)",
@@ -84,7 +87,7 @@ def _checked_form(form: dict) -> tuple[dict[str, list[str]], Poll | None]:
         errors["url"] = [f"The URL may be at most {URL_MAX} characters long."]
     if not form["events"]:
         errors["events"] = ["Choose at least one event."]
-    elif not set(form["events"]) <= set(webhooks.EVENTS):
+    elif not set(form["events"]) <= set(EVENTS):
         errors["events"] = ["Choose among the events listed."]
     poll = None
     if form["poll_id"]:
@@ -100,7 +103,7 @@ def _checked_form(form: dict) -> tuple[dict[str, list[str]], Poll | None]:
 @owner_required
 def webhook_new():
     """The create form; on success, the page that shows the signing secret once."""
-    form = {"url": "", "events": list(webhooks.EVENTS), "poll_id": request.args.get("poll", "")}
+    form = {"url": "", "events": list(EVENTS), "poll_id": request.args.get("poll", "")}
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
         form = {"url": request.form.get("url", "").strip(),

@@ -8,10 +8,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.models import Poll
-from service.schemas import CONTEXT_MAX
+from service.polls.embed import THEMES
+from service.tallies.schemas import CONTEXT_MAX
 
-THEMES = ("light", "dark", "auto")
 DEFAULT_THEME = "auto"
 LANG_TAG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$")
 LANG_MAX = 35
@@ -45,7 +44,7 @@ class Display:
         return {COLOUR_PROPERTIES[name]: value for name, value in self.colours.items()}
 
 
-def allowed_parent(origin: str | None, poll: Poll, own_origin: str) -> str | None:
+def allowed_parent(origin: str | None, poll, own_origin: str) -> str | None:
     """The embedding page's origin, when well-formed and allowed to embed the poll: the
     widget posts its size only there."""
     if not origin or not ORIGIN.match(origin):
@@ -58,7 +57,7 @@ def allowed_parent(origin: str | None, poll: Poll, own_origin: str) -> str | Non
     return origin
 
 
-def read_display(args: Mapping[str, str], poll: Poll, own_origin: str) -> Display:
+def read_display(args: Mapping[str, str], poll, own_origin: str) -> Display:
     """Read the display parameters, dropping any that are malformed."""
     theme = args.get("theme", DEFAULT_THEME)
     lang = args.get("lang") or None
@@ -77,7 +76,7 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(NONCE_BYTES)
 
 
-def frame_ancestors(poll: Poll) -> str:
+def frame_ancestors(poll) -> str:
     """The poll's `allowed_origins` (and this service, for its share page), or `*`."""
     if not poll.allowed_origins:
         return "*"
@@ -85,7 +84,7 @@ def frame_ancestors(poll: Poll) -> str:
     return " ".join(["'self'", *listed])
 
 
-def widget_policy(poll: Poll, nonce: str) -> str:
+def widget_policy(poll, nonce: str) -> str:
     """The widget's Content-Security-Policy: its own script file only, its one styled
     block, requests to itself, embeddable by the poll's allowed origins."""
     return "; ".join((

@@ -19,8 +19,9 @@ from babel.messages.pofile import read_po
 from flask import Flask, g
 from flask_babel import Babel, format_decimal, get_translations
 
+from service.polls.embed import LOCALES as SUPPORTED_LOCALES
+
 DEFAULT_LOCALE = "en"
-SUPPORTED_LOCALES = ("en", "de", "fr", "es")
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "translations"
 DOMAIN = "messages"
 

@@ -9,7 +9,7 @@ from flask import request
 from werkzeug.http import parse_set_header
 
 from service import owners
-from service.extensions import db
+from service.infra.db import db
 from tests.console.console_client import csrf_of, sign_in
 
 HTTPS = "https://console.example"

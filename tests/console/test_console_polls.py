@@ -14,8 +14,8 @@ from xml.etree import ElementTree
 
 import pytest
 
-from service import exports
 from service.console import polls as console_polls
+from service.exports import export as exports
 from tests.conftest import SEED_POLL
 
 SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.extensions import db
-from service.models import Webhook
+from service.infra.db import db
+from service.infra.models import Webhook
 from tests.console.console_client import ConsoleClient
 from tests.console.test_console_feedback import Sections
 from tests.test_webhooks import hooks_app, receiver, settle, verify
@@ -110,7 +110,7 @@ def test_loopback_http_is_allowed_only_with_the_development_setting(app, console
     try:
         assert create(console, receiver.url).status_code == 201
     finally:
-        from service import webhooks
+        from service.webhooks import dispatcher as webhooks
 
         webhooks.stop(app)
 

@@ -25,7 +25,7 @@ import redis
 import sqlalchemy as sa
 
 from service import create_app, owners
-from service.extensions import db
+from service.infra.db import db
 from tests.conftest import (
     REDIS_DATABASES,
     SECRET,

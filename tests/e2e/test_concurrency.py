@@ -17,9 +17,9 @@ import redis
 import sqlalchemy as sa
 from itsdangerous import Signer
 
-from service import keys
-from service.identity import VOTER_COOKIE
-from service.models import Ballot, BallotChoice, VoteClaim
+from service.infra import keys
+from service.infra.models import Ballot, BallotChoice, VoteClaim
+from service.web.voter import VOTER_COOKIE
 from tests.conftest import SECRET, SEED_POLL
 
 pytestmark = pytest.mark.gunicorn

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from service import keys
+from service.infra import keys
 
 pytestmark = [pytest.mark.gunicorn,
               pytest.mark.parametrize("e2e_database_url", ["sqlite"], indirect=True)]

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from service import keys
+from service.infra import keys
 from tests.e2e.test_stream import UPDATE_DEADLINE_SECONDS, create_poll
 
 pytestmark = pytest.mark.gunicorn

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from flask_migrate import upgrade
 
 from service import create_app, owners
-from service.extensions import db
+from service.infra.db import db
 from tests.conftest import SECRET, TABLES
 from tests.e2e.conftest import (  # noqa: F401  (fixtures, re-exported for this tier)
     ROOT,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import sqlalchemy as sa
 
-from service.models import Ballot, BallotChoice
+from service.infra.models import Ballot, BallotChoice
 from tests.faults.conftest import FIGURES, Answer, post_json
 
 # Addresses from 198.18.0.0/15, the range set aside for benchmarking (RFC 2544).

@@ -8,7 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from service import keys, tallies
+from service.infra import keys
+from service.tallies import counts as tallies
 from tests.faults.conftest import free_port, run_flask
 from tests.faults.helpers import (
     api_tallies,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service import keys, tallies
+from service.infra import keys
+from service.tallies import counts as tallies
 from tests.faults.conftest import run_flask
 from tests.faults.helpers import (
     burst,

@@ -10,7 +10,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from service import stream
+from service.tallies import stream
 
 STREAM_WAIT_SECONDS = 5
 

@@ -1,0 +1,121 @@
+"""Every setting, read once from the environment and coerced."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
+DEFAULT_RATELIMIT_VOTES = "60 per minute"
+DEFAULT_CONSOLE_SIGNIN_LIMIT = "10 per minute"
+SECRET_KEY_FILE = "secret_key"
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
+# Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
+# workers x (pool + overflow) database connections; keep that below PostgreSQL's
+# max_connections (100 by default). Reads of polls and tallies use no connection while
+# cached (service/polls/cache.py): connections serve votes and owners' requests.
+DEFAULT_DATABASE_POOL_SIZE = 10
+DEFAULT_DATABASE_MAX_OVERFLOW = 10
+# Per worker process: a gevent worker serves up to 1,000 requests at once; beyond this
+# many Redis connections, requests wait (up to the socket timeout) for a free one.
+DEFAULT_REDIS_MAX_CONNECTIONS = 64
+# Seconds before each retry of a failed webhook delivery: 8 attempts over about 27.6 h.
+DEFAULT_WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class ConfigError(ValueError):
+    """A setting in the environment cannot be used."""
+
+
+def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
+    """Read the service's settings from an environment mapping."""
+    config = {
+        "SQLALCHEMY_DATABASE_URI": database_uri(environ.get("DATABASE_URL"), instance_path),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "REDIS_MAX_CONNECTIONS": _int(
+            environ, "REDIS_MAX_CONNECTIONS", DEFAULT_REDIS_MAX_CONNECTIONS, minimum=1
+        ),
+        "DATABASE_POOL_SIZE": _int(
+            environ, "DATABASE_POOL_SIZE", DEFAULT_DATABASE_POOL_SIZE, minimum=1
+        ),
+        "DATABASE_MAX_OVERFLOW": _int(
+            environ, "DATABASE_MAX_OVERFLOW", DEFAULT_DATABASE_MAX_OVERFLOW, minimum=0
+        ),
+        "TRUSTED_PROXY_COUNT": _int(environ, "TRUSTED_PROXY_COUNT", 0, minimum=0),
+        "MAX_CONTENT_LENGTH": _int(
+            environ, "MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024
+        ),
+        "RATELIMIT_VOTES": environ.get("RATELIMIT_VOTES") or DEFAULT_RATELIMIT_VOTES,
+        # Owner console sign-in attempts per client address (Flask-Limiter syntax).
+        "CONSOLE_SIGNIN_LIMIT": (
+            environ.get("CONSOLE_SIGNIN_LIMIT") or DEFAULT_CONSOLE_SIGNIN_LIMIT
+        ),
+        "PUBLIC_BASE_URL": (environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        "LOG_FORMAT": _choice(environ, "LOG_FORMAT", "json", LOG_FORMATS),
+        "LOG_LEVEL": _choice(environ, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        # Set (by deploy/gunicorn.conf.py) when several worker processes share metrics.
+        "PROMETHEUS_MULTIPROC_DIR": environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "RECONCILE_INTERVAL_SECONDS": _int(
+            environ, "RECONCILE_INTERVAL_SECONDS", DEFAULT_RECONCILE_INTERVAL_SECONDS, minimum=0
+        ),
+        # Development only: webhooks to http:// and to loopback/private/link-local addresses.
+        "WEBHOOKS_ALLOW_PRIVATE": environ.get("WEBHOOKS_ALLOW_PRIVATE") in ("1", "true"),
+        "WEBHOOK_RETRY_DELAYS": DEFAULT_WEBHOOK_RETRY_DELAYS,
+    }
+    if environ.get("SECRET_KEY"):
+        config["SECRET_KEY"] = environ["SECRET_KEY"]
+    return config
+
+
+def database_uri(url: str | None, instance_path: str) -> str:
+    """Turn DATABASE_URL into an SQLAlchemy URI using psycopg 3 for PostgreSQL."""
+    if not url:
+        return f"sqlite:///{Path(instance_path) / 'pollbox.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Return the secret kept in the instance folder, creating it on first run."""
+    path = Path(instance_path) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two workers starting together must agree on one key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if key:
+            return key
+        raise ConfigError(f"{path} is empty; delete it or set SECRET_KEY") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],
+            *, upper: bool = False) -> str:
+    raw = (environ.get(name) or default).strip()
+    value = raw.upper() if upper else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value

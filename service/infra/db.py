@@ -1,0 +1,57 @@
+"""The database extensions, created unbound and bound by the factory: SQLAlchemy (the
+record: SQLite by default, PostgreSQL in production) and Alembic migrations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from service.infra.models import Base
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
+def engine_options(config: Mapping) -> dict:
+    """Pool and driver settings for the configured database."""
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    pool = {"pool_size": config["DATABASE_POOL_SIZE"],
+            "max_overflow": config["DATABASE_MAX_OVERFLOW"]}
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            pool = {}  # one in-memory database, one shared connection: nothing to size
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **pool}
+    return {"pool_pre_ping": True, **pool}
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers and one writer work at once. Writers queue for the busy timeout,
+    # set by the driver's `timeout` connect argument (engine_options, or the configured
+    # SQLALCHEMY_ENGINE_OPTIONS): a PRAGMA here would override the configuration.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def init_app(app: Flask) -> None:
+    """Bind the database and the migrations (in the project's `migrations/`)."""
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    db.init_app(app)
+    if uri.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    project = os.path.dirname(app.root_path)  # the app is the `service` package
+    migrate.init_app(app, db, directory=os.path.join(project, "migrations"))

@@ -1,0 +1,255 @@
+"""The durable record: owners, keys, polls, options and ballots.
+
+The database is the record of every vote; Redis only speeds up and coordinates.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, relationship
+
+from service.infra.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Store naive UTC on every engine; hand back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    registry = registry(
+        metadata=MetaData(naming_convention=NAMING_CONVENTION),
+        type_annotation_map={datetime: UTCDateTime()},
+    )
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="owner", passive_deletes=True)
+
+
+class ApiKey(Base):
+    """An owner's API key; only its SHA-256 is kept (keys carry 256 random bits)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    owner: Mapped[Owner] = relationship(back_populates="keys")
+
+
+class Poll(Base):
+    __tablename__ = "polls"
+    __table_args__ = (Index("ix_polls_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    question: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(10))
+    max_choices: Mapped[int]
+    allow_other: Mapped[bool]
+    allow_comment: Mapped[bool]
+    duplicate_check: Mapped[str] = mapped_column(String(16))
+    vote_window_seconds: Mapped[int | None]
+    results: Mapped[str] = mapped_column(String(16))
+    results_min_votes: Mapped[int]
+    opens_at: Mapped[datetime | None]
+    closes_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON)
+    locale: Mapped[str] = mapped_column(String(35))
+    signing_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    options: Mapped[list[Option]] = relationship(
+        order_by="Option.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        back_populates="poll",
+    )
+
+    def status_at(self, now: datetime) -> str:
+        """Return `scheduled`, `open` or `closed` at the given time."""
+        return poll_status(self, now)
+
+
+def poll_status(poll: Poll, now: datetime) -> str:
+    """`scheduled`, `open` or `closed` at the given time, for a Poll or a snapshot of one:
+    `closes_at` closes a poll by the clock, without any write."""
+    if poll.closed_at is not None or (poll.closes_at is not None and poll.closes_at <= now):
+        return "closed"
+    if poll.opens_at is not None and poll.opens_at > now:
+        return "scheduled"
+    return "open"
+
+
+class Option(Base):
+    __tablename__ = "options"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    poll_id: Mapped[str] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int]
+
+    poll: Mapped[Poll] = relationship(back_populates="options")
+
+
+class Ballot(Base):
+    """One accepted vote. Voter identities are per-poll keyed hashes, never raw values."""
+
+    __tablename__ = "ballots"
+    __table_args__ = (
+        Index("ix_ballots_poll_created", "poll_id", "created_at"),
+        Index("ix_ballots_poll_context", "poll_id", "context"),
+        Index("ix_ballots_poll_cookie", "poll_id", "cookie_hash"),
+        Index("ix_ballots_poll_ip", "poll_id", "ip_hash"),
+        Index("ix_ballots_receipt_hash", "receipt_hash", unique=True),
+        Index("ix_ballots_poll_idempotency", "poll_id", "idempotency_hash", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    poll_id: Mapped[str] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    other: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(String(500))
+    cookie_hash: Mapped[str | None] = mapped_column(String(32))
+    ip_hash: Mapped[str | None] = mapped_column(String(32))
+    user_hash: Mapped[str | None] = mapped_column(String(32))
+    # SHA-256 of the voter's receipt; the receipt itself is only ever in the 201 answer.
+    receipt_hash: Mapped[str | None] = mapped_column(String(64))
+    # Keyed hash of the Idempotency-Key: one ballot per key, even when Redis forgot it.
+    idempotency_hash: Mapped[str | None] = mapped_column(String(32))
+    # Hidden by the owner: off every public surface, kept (marked) in the owner's exports.
+    comment_hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class BallotChoice(Base):
+    __tablename__ = "ballot_choices"
+
+    ballot_id: Mapped[str] = mapped_column(
+        ForeignKey("ballots.id", ondelete="CASCADE"), primary_key=True
+    )
+    option_id: Mapped[int] = mapped_column(
+        ForeignKey("options.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class VoteClaim(Base):
+    """The database's backstop for "one vote ever": one row per poll and voter identity.
+
+    Redis answers the duplicate check first; this primary key makes a second ballot from
+    the same identity impossible even after Redis lost its keys.
+    """
+
+    __tablename__ = "vote_claims"
+
+    poll_id: Mapped[str] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ballot_id: Mapped[str] = mapped_column(
+        ForeignKey("ballots.id", ondelete="CASCADE"), index=True
+    )
+
+
+class Webhook(Base):
+    """An owner's endpoint told about events; its secret signs every delivery."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    poll_id: Mapped[str | None] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One message to one webhook, sent until it succeeds or its retries run out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # One message per event and webhook, however many workers noticed the event.
+        Index("ix_webhook_deliveries_message", "webhook_id", "message_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))  # pending, succeeded, failed
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    attempts: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.number", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at sending a delivery: when, the receiver's status code, or the error."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(primary_key=True)
+    attempted_at: Mapped[datetime]
+    response_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int]

@@ -1,0 +1,66 @@
+"""Redis in one place: the process's client (`client`), every Lua script (`scripts`) and
+the outage policy (`outage`), bound to the app as one `RedisHandle`.
+
+With REDIS_URL set, the client talks to one Redis server or a Redis Cluster; without it,
+to an in-process stand-in (fakeredis), fine for one process. One client per process:
+creating one per request costs more than half the throughput.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import fakeredis
+from flask import Flask, current_app
+
+from service.infra.redis.client import LazyCluster, connect
+from service.infra.redis.outage import REDIS_ERRORS, Fallback, Scope, incident
+from service.infra.redis.scripts import Scripts
+
+__all__ = ["REDIS_ERRORS", "RedisHandle", "Scope", "incident", "init_app", "redis_handle"]
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "pollbox.redis"
+REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RedisHandle:
+    """One Redis client per process, its scripts, and whether other processes share it."""
+
+    client: object
+    scripts: Scripts
+    shared: bool
+
+    @property
+    def on_cluster(self) -> bool:
+        """A Redis Cluster: one script reaches the keys of one hash slot only."""
+        return isinstance(self.client, LazyCluster)
+
+    def fallback(self, doing: str, *, missed: tuple[Scope, ...] = ()) -> Fallback:
+        """A context manager for Redis calls that degrade (see `outage`); `missed` names
+        the tallies whose counts are lost if the calls fail."""
+        return Fallback(self.client, doing, missed)
+
+
+def init_app(app: Flask) -> None:
+    """Create the process's Redis client: the real server, or an in-process stand-in."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        client = connect(url, timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+                         max_connections=app.config["REDIS_MAX_CONNECTIONS"])
+    else:
+        log.warning(
+            "REDIS_URL is not set: using an in-process Redis stand-in. Duplicate checks and "
+            "tallies are then per process; run one worker, or set REDIS_URL for more."
+        )
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    app.extensions[EXTENSION] = RedisHandle(client=client, scripts=Scripts(client),
+                                            shared=bool(url))
+
+
+def redis_handle() -> RedisHandle:
+    """The current app's Redis client and scripts."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,311 @@
+"""Every Lua script of `lua/`, loaded once per client, and every call's keys and
+arguments, named here and nowhere else.
+
+redis-py's `register_script` runs a script by EVALSHA and loads it again on NOSCRIPT.
+Each method below builds one call's KEYS and ARGV from named values, runs it, and turns
+its answer into typed values; a Redis error passes through to the caller, which decides
+inside `RedisHandle.fallback` what an outage means for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+from service.infra import keys
+
+NAMES = ("admit", "release", "count", "rebuild", "idempotency", "poll_and_tally",
+         "webhook_take_batch")
+# How long a count waits in a tally's pending list for a rebuild to take it in. Only
+# entries pushed after a rebuild took its lock matter, so a short list is kept.
+PENDING_COUNT_SECONDS = 600
+# `vote.created` batches waiting beyond this many (no worker running) are dropped rather
+# than filling Redis, and each batch expires after a day.
+WEBHOOK_MAX_WAITING_BATCHES = 100_000
+WEBHOOK_BATCH_TTL_SECONDS = 86_400
+
+
+# -- admit.lua: the vote's first round trip ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitWindow:
+    """One moving-window rate limit: `amount` attempts per `window_ms`."""
+
+    amount: int
+    window_ms: int
+
+
+@dataclass(frozen=True)
+class KeyHold:
+    """An Idempotency-Key entry a request asks to hold while its vote is admitted."""
+
+    entry: str  # keys.idempotency(...)
+    token: str  # who holds it
+    body: str  # the keyed hash of the request body
+    hold_ms: int  # how long an unanswered entry is held
+
+
+@dataclass(frozen=True)
+class AdmitCall:
+    """What admit.lua is asked for one vote attempt: its rate limits, then its
+    Idempotency-Key, then its duplicate-check claims, in one atomic step."""
+
+    poll_id: str
+    now_ms: int
+    integrity_hour: str  # the hour whose integrity hash counts a refusal
+    retention_seconds: int  # how long integrity hashes are kept
+    limits: tuple[LimitWindow, ...] = ()
+    limited_as: str = ""  # the keyed hash of the address the limits count
+    key: KeyHold | None = None
+    ballot_id: str = ""
+    # (kind, identity) per checked voter identity, identity being "kind:keyed hash".
+    identities: tuple[tuple[str, str], ...] = ()
+    window_ms: int = 0  # 0: one vote ever
+    orphan_ms: int = 0  # a claim older than this without its ballot is the caller's to judge
+    count_duplicate: bool = False  # count a duplicate refusal in the integrity hash
+    version: str | None = None  # the caller's unverified copy of the poll
+
+    def keys_and_args(self) -> tuple[list[str], list]:
+        script_keys = [keys.poll_version(self.poll_id)] if self.version else []
+        script_keys += [keys.rate_limit(self.poll_id, self.limited_as, limit.amount,
+                                        limit.window_ms) for limit in self.limits]
+        args: list = [self.now_ms, len(self.limits), "0" if self.key is None else "1",
+                      self.retention_seconds, "1" if self.count_duplicate else "0",
+                      self.version or ""]
+        for limit in self.limits:
+            args += [limit.amount, limit.window_ms]
+        if self.key is not None:
+            script_keys.append(self.key.entry)
+            args += [self.key.token, self.key.body, self.key.hold_ms]
+        script_keys.append(keys.integrity(self.poll_id, self.integrity_hour))
+        script_keys += [keys.seen(self.poll_id, identity) for _kind, identity in self.identities]
+        args += [self.ballot_id, self.window_ms, self.orphan_ms]
+        args += [kind for kind, _identity in self.identities]
+        return script_keys, args
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Every identity is now claimed for the ballot (and the key, if any, held)."""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """An identity of the voter is claimed already."""
+
+    kind: str  # which identity: cookie, ip or user
+    holder: str  # the ballot id the claim is for
+    claimed_ms: int | None  # when it was claimed (None for claims written without)
+    counted: bool  # the script counted this refusal in the integrity hash
+
+
+@dataclass(frozen=True)
+class Limited:
+    """Over a rate limit; nothing else was done."""
+
+    retry_after_ms: int
+
+
+@dataclass(frozen=True)
+class Stale:
+    """The caller's copy of the poll is out of date; nothing was done."""
+
+
+@dataclass(frozen=True)
+class KeyAnswered:
+    """The Idempotency-Key has its answer already: the entry's fields."""
+
+    entry: dict[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class KeyPending:
+    """Another request holds the Idempotency-Key and has not answered yet."""
+
+
+@dataclass(frozen=True)
+class KeyMismatch:
+    """The Idempotency-Key was used with another request body."""
+
+
+@dataclass(frozen=True)
+class KeyHeld:
+    """idempotency.lua's 'begin': the key is now the caller's to answer."""
+
+
+Admission = Admitted | Duplicate | Limited | Stale | KeyAnswered | KeyPending | KeyMismatch
+KeyState = KeyHeld | KeyAnswered | KeyPending | KeyMismatch
+
+
+def _entry(fields: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+def _claim(held: bytes) -> tuple[str, int | None]:
+    """A claim "<ballot id>:<until ms>:<claimed ms>": its ballot and when it was made."""
+    ballot_id, _, rest = held.decode().partition(":")
+    claimed = rest.partition(":")[2]
+    return ballot_id, int(claimed) if claimed.isdigit() else None
+
+
+def _admission(reply: list, call: AdmitCall) -> Admission:
+    state = reply[0]
+    if state == b"admitted":
+        return Admitted()
+    if state == b"duplicate":
+        holder, claimed_ms = _claim(reply[2])
+        return Duplicate(kind=call.identities[int(reply[1]) - 1][0], holder=holder,
+                         claimed_ms=claimed_ms, counted=bool(int(reply[3])))
+    return _key_or_limit(reply)
+
+
+def _key_or_limit(reply: list) -> Admission:
+    state = reply[0]
+    if state == b"limited":
+        return Limited(int(reply[1]))
+    if state == b"stale":
+        return Stale()
+    if state == b"done":
+        return KeyAnswered(_entry(reply[1:]))
+    if state == b"pending":
+        return KeyPending()
+    if state == b"mismatch":
+        return KeyMismatch()
+    raise ValueError(f"admit.lua answered {state!r}")
+
+
+# -- count.lua: the vote's second round trip ------------------------------------------------
+
+
+@dataclass
+class CountCall:
+    """count.lua: count a committed ballot in its poll's tally (and its context's), then
+    run the steps added in order: each method adds one and names its keys and arguments."""
+
+    poll_id: str
+    ballot_id: str
+    at_ms: int
+    option_ids: tuple[int, ...] = ()
+    has_other: bool = False
+    context: str | None = None
+    counted: bool = True  # False: only the steps (no tally scope)
+    _keys: list[str] = field(default_factory=list)
+    _steps: list = field(default_factory=list)
+
+    def publish(self) -> CountCall:
+        """Tell the poll's live streams (a hint: they re-read the tally)."""
+        self._steps += ["publish", keys.tally_changes(self.poll_id)]
+        return self
+
+    def integrity(self, outcome: str, *, hour: str, retention_seconds: int) -> CountCall:
+        """Count the attempt's outcome in this hour's integrity hash."""
+        self._keys.append(keys.integrity(self.poll_id, hour))
+        self._steps += ["integrity", outcome, retention_seconds]
+        return self
+
+    def note_webhook(self, *, owner_id: int, second: int) -> CountCall:
+        """Note the ballot for `vote.created` webhooks if the owner subscribes: it joins
+        the batch of its poll and (wall-clock) second."""
+        member = f"{self.poll_id}:{second}"
+        self._keys += [keys.webhook_subscribers(), keys.webhook_batches(),
+                       keys.webhook_batch(member)]
+        self._steps += ["webhook", owner_id, member, second, WEBHOOK_MAX_WAITING_BATCHES,
+                        WEBHOOK_BATCH_TTL_SECONDS]
+        return self
+
+    def read(self) -> CountCall:
+        """Answer the poll's tally as it is after the count."""
+        self._steps.append("read")
+        return self
+
+    def keep_answer(self, *, entry: str, token: str, answer: str, keep_ms: int,
+                    with_tally: bool) -> CountCall:
+        """Keep an Idempotency-Key's answer for its retries (after `read` when the answer
+        shows the tally, which is kept with it)."""
+        self._keys.append(entry)
+        self._steps += ["answer", token, answer, keep_ms, "1" if with_tally else "0"]
+        return self
+
+    def keys_and_args(self) -> tuple[list[str], list]:
+        scopes: list[str] = []
+        if self.counted:
+            scopes = keys.tally_scope(self.poll_id)
+            if self.context is not None:
+                scopes += keys.tally_scope(self.poll_id, self.context)
+        args = [self.ballot_id, self.at_ms, "1" if self.has_other else "0",
+                PENDING_COUNT_SECONDS, len(scopes) // 4, len(self.option_ids),
+                *self.option_ids, *self._steps]
+        return scopes + self._keys, args
+
+
+@dataclass(frozen=True)
+class Counted:
+    """count.lua's answer."""
+
+    noted: int  # the webhook step: 1 noted, 0 not subscribed (or no step), -1 too many waiting
+    tally: list[bytes]  # the poll's tally as HGETALL lists it (with `read`; empty while rebuilt)
+    kept: bool  # the Idempotency-Key's answer was kept
+
+
+class Scripts:
+    """The scripts registered on one client, and one method per call."""
+
+    def __init__(self, client) -> None:
+        folder = resources.files(__package__).joinpath("lua")
+        self._run = {name: client.register_script(folder.joinpath(f"{name}.lua").read_text())
+                     for name in NAMES}
+
+    def admit(self, call: AdmitCall) -> Admission:
+        script_keys, args = call.keys_and_args()
+        return _admission(self._run["admit"](keys=script_keys, args=args), call)
+
+    def count(self, call: CountCall) -> Counted:
+        script_keys, args = call.keys_and_args()
+        noted, tally, kept = self._run["count"](keys=script_keys, args=args)
+        return Counted(noted=int(noted), tally=tally, kept=bool(kept))
+
+    def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> int:
+        """Free the duplicate-check claims `ballot_id` holds; others' claims are kept."""
+        if not identities:
+            return 0
+        return self._run["release"](keys=[keys.seen(poll_id, i) for i in identities],
+                                    args=[ballot_id])
+
+    def key_begin(self, hold: KeyHold) -> KeyState:
+        """Hold an Idempotency-Key, or learn who holds it and whether it is answered."""
+        reply = self._run["idempotency"](keys=[hold.entry],
+                                         args=["begin", hold.token, hold.body, hold.hold_ms])
+        if reply[0] == b"new":
+            return KeyHeld()
+        return _key_or_limit(reply)
+
+    def key_finish(self, *, entry: str, token: str, answer: str, keep_ms: int) -> None:
+        """Keep the holder's answer for the key's retries."""
+        self._run["idempotency"](keys=[entry], args=["finish", token, answer, keep_ms])
+
+    def key_abort(self, *, entry: str, token: str) -> None:
+        """The holder gives the key up: a retry decides afresh."""
+        self._run["idempotency"](keys=[entry], args=["abort", token])
+
+    def rebuild(self, *, poll_id: str, context: str | None, token: str,
+                included_seconds: int, counts: dict[str, int], seen: list[str]) -> bool:
+        """Store a tally read from a database snapshot while holding its rebuild lock;
+        False when the lock was lost."""
+        flat = [item for pair in counts.items() for item in pair]
+        return bool(self._run["rebuild"](
+            keys=keys.tally_scope(poll_id, context),
+            args=[token, included_seconds, len(counts), *flat, *seen]))
+
+    def poll_and_tally(self, *, poll_id: str,
+                       context: str | None) -> tuple[bytes | None, list[bytes]]:
+        """A poll's version token and one of its tallies (as HGETALL lists it)."""
+        version, flat = self._run["poll_and_tally"](
+            keys=[keys.poll_version(poll_id), keys.tally(poll_id, context)])
+        return version, flat
+
+    def take_webhook_batch(self, member: str) -> list[str]:
+        """Take one `vote.created` batch whole, once: its ballot ids."""
+        taken = self._run["webhook_take_batch"](
+            keys=[keys.webhook_batches(), keys.webhook_batch(member)], args=[member])
+        return [ballot_id.decode() for ballot_id in taken]

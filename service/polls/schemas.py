@@ -1,0 +1,186 @@
+"""What the API accepts and answers about polls."""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from service.infra.fields import Origin, StrictBoolean, StrictInteger, Trimmed, UTCDateTime
+
+KINDS = ("single", "multiple")
+DUPLICATE_CHECKS = ("none", "cookie", "ip", "cookie_and_ip", "user")
+RESULTS_RULES = ("always", "after_vote", "after_close", "owner_only")
+QUESTION_MAX = 500
+OPTIONS_MIN, OPTIONS_MAX = 2, 50
+LABEL_MAX = 200
+VOTE_WINDOW_MIN, VOTE_WINDOW_MAX = 60, 31_536_000
+RESULTS_MIN_VOTES_MAX = 100_000
+ALLOWED_ORIGINS_MAX = 100
+BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|\d{3}))?$")
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    """Messages for labels that repeat (compared without case)."""
+    seen: set[str] = set()
+    repeated = []
+    for label in labels:
+        folded = label.casefold()
+        if folded in seen:
+            repeated.append(f"Option {label!r} appears more than once.")
+        seen.add(folded)
+    return repeated
+
+def _check_schedule(data: dict) -> None:
+    opens_at, closes_at = data.get("opens_at"), data.get("closes_at")
+    if opens_at is not None and closes_at is not None and closes_at <= opens_at:
+        raise ValidationError("Must be after opens_at.", field_name="closes_at")
+
+LOCALE_FIELD = dict(
+    validate=validate.Regexp(BCP47, error="Not a BCP 47 language tag such as 'en' or 'pt-BR'.")
+)
+
+class PollCreateSchema(Schema):
+    question = Trimmed(required=True, validate=validate.Length(1, QUESTION_MAX))
+    options = fields.List(
+        Trimmed(validate=validate.Length(1, LABEL_MAX)),
+        required=True,
+        validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX),
+    )
+    kind = fields.String(load_default="single", validate=validate.OneOf(KINDS))
+    max_choices = StrictInteger(
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Defaults to 1 for `single`, to the number of options for "
+                  "`multiple`."},
+    )
+    allow_other = StrictBoolean(load_default=False)
+    allow_comment = StrictBoolean(load_default=False)
+    duplicate_check = fields.String(
+        load_default="cookie_and_ip", validate=validate.OneOf(DUPLICATE_CHECKS)
+    )
+    vote_window_seconds = StrictInteger(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX),
+        metadata={"description": "null: one vote ever; N: one vote per N seconds."},
+    )
+    results = fields.String(load_default="always", validate=validate.OneOf(RESULTS_RULES))
+    results_min_votes = StrictInteger(
+        load_default=0, validate=validate.Range(0, RESULTS_MIN_VOTES_MAX)
+    )
+    opens_at = UTCDateTime(load_default=None, allow_none=True)
+    closes_at = UTCDateTime(load_default=None, allow_none=True)
+    allowed_origins = fields.List(
+        Origin(), load_default=list, validate=validate.Length(max=ALLOWED_ORIGINS_MAX)
+    )
+    locale = fields.String(load_default="en", **LOCALE_FIELD)
+
+    @validates_schema
+    def _rules(self, data, **kwargs):
+        errors: dict[str, list[str]] = {}
+        repeated = _unique_labels(data.get("options", []))
+        if repeated:
+            errors["options"] = repeated
+        count = len(data.get("options", []))
+        max_choices = data.get("max_choices")
+        if max_choices is not None:
+            if data.get("kind") == "single" and max_choices != 1:
+                errors["max_choices"] = ["Must be 1 for a single-choice poll."]
+            elif max_choices > count:
+                errors["max_choices"] = [f"Must be at most the number of options ({count})."]
+        try:
+            _check_schedule(data)
+        except ValidationError as error:
+            errors.update(error.normalized_messages())
+        if errors:
+            raise ValidationError(errors)
+
+class OptionChangeSchema(Schema):
+    id = StrictInteger(
+        load_default=None, metadata={"description": "An existing option's id; omit to add."}
+    )
+    label = Trimmed(required=True, validate=validate.Length(1, LABEL_MAX))
+
+class PollUpdateSchema(Schema):
+    """A partial update. `options`, when given, is the complete new list of options."""
+
+    question = Trimmed(validate=validate.Length(1, QUESTION_MAX))
+    options = fields.List(
+        fields.Nested(OptionChangeSchema), validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX)
+    )
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    max_choices = StrictInteger(validate=validate.Range(min=1))
+    allow_other = StrictBoolean()
+    allow_comment = StrictBoolean()
+    duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
+    vote_window_seconds = StrictInteger(
+        allow_none=True, validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX)
+    )
+    results = fields.String(validate=validate.OneOf(RESULTS_RULES))
+    results_min_votes = StrictInteger(validate=validate.Range(0, RESULTS_MIN_VOTES_MAX))
+    opens_at = UTCDateTime(allow_none=True)
+    closes_at = UTCDateTime(allow_none=True)
+    allowed_origins = fields.List(Origin(), validate=validate.Length(max=ALLOWED_ORIGINS_MAX))
+    locale = fields.String(**LOCALE_FIELD)
+    status = fields.String(
+        validate=validate.OneOf(("open", "closed")),
+        metadata={"description": "`closed` closes the poll now; `open` reopens it."},
+    )
+
+    @validates_schema
+    def _rules(self, data, **kwargs):
+        options = data.get("options")
+        if options is None:
+            return
+        errors = _unique_labels([option["label"] for option in options])
+        ids = [option["id"] for option in options if option["id"] is not None]
+        if len(ids) != len(set(ids)):
+            errors.append("An option id appears more than once.")
+        if errors:
+            raise ValidationError(errors, field_name="options")
+
+class OptionSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+    position = fields.Integer()
+
+class EmbedSchema(Schema):
+    widget_url = fields.String()
+    iframe = fields.String()
+    script = fields.String()
+    oembed_url = fields.String()
+    svg_url = fields.String()
+
+class PollSchema(Schema):
+    """A poll as anyone sees it; owner-only fields appear with the owner's key."""
+
+    id = fields.String()
+    question = fields.String()
+    options = fields.List(fields.Nested(OptionSchema))
+    kind = fields.String()
+    max_choices = fields.Integer()
+    allow_other = fields.Boolean()
+    allow_comment = fields.Boolean()
+    results = fields.String()
+    results_min_votes = fields.Integer()
+    opens_at = UTCDateTime(allow_none=True)
+    closes_at = UTCDateTime(allow_none=True)
+    locale = fields.String()
+    status = fields.String(metadata={"enum": ["scheduled", "open", "closed"]})
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+    duplicate_check = fields.String(metadata={"description": "Owner only."})
+    vote_window_seconds = fields.Integer(allow_none=True, metadata={"description": "Owner only."})
+    allowed_origins = fields.List(fields.String(), metadata={"description": "Owner only."})
+    signing_secret = fields.String(
+        metadata={"description": "Owner only: signs voter ids for `duplicate_check: user`."}
+    )
+    embed = fields.Nested(EmbedSchema, metadata={"description": "Owner only."})
+
+class SigningSecretSchema(Schema):
+    poll_id = fields.String()
+    signing_secret = fields.String(metadata={
+        "description": "The new secret: sign `\"<poll id>:<user id>\"` with HMAC-SHA256. "
+                       "Signatures made with the previous secret are refused from now on."
+    })

@@ -1,0 +1,76 @@
+"""What readers see of a tally: the answer's shape, its statistics (Wilson score
+intervals), and the results rules (who may see them, when they are suppressed)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from service.infra.clock import iso
+from service.infra.models import Poll
+from service.tallies.counts import Counts
+
+WILSON_Z95 = 1.959963984540054
+PERCENT_DECIMALS = 2
+
+
+def wilson_interval(votes: int, total: int) -> tuple[float, float] | None:
+    """The Wilson score interval at 95 %, in percent; None without ballots."""
+    if total <= 0:
+        return None
+    z2 = WILSON_Z95**2
+    share = votes / total
+    denominator = 1 + z2 / total
+    centre = (share + z2 / (2 * total)) / denominator
+    half = WILSON_Z95 * math.sqrt(share * (1 - share) / total + z2 / (4 * total**2)) / denominator
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    return round(low * 100, PERCENT_DECIMALS), round(high * 100, PERCENT_DECIMALS)
+
+
+def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool) -> dict:
+    """The tallies answer as plain values."""
+    total = counts.total
+    options = []
+    for option in poll.options:
+        votes = counts.options.get(option.id, 0)
+        if suppressed:
+            options.append({"id": option.id, "label": option.label, "votes": None,
+                            "percent": None, "ci95": None})
+            continue
+        interval = wilson_interval(votes, total)
+        options.append({
+            "id": option.id,
+            "label": option.label,
+            "votes": votes,
+            "percent": round(votes / total * 100, PERCENT_DECIMALS) if total else 0.0,
+            "ci95": list(interval) if interval else None,
+        })
+    updated = counts.updated or poll.created_at
+    return {
+        "poll_id": poll.id,
+        "status": poll.status_at(now),
+        "total_votes": total,
+        "options": options,
+        "other_votes": None if suppressed else counts.other,
+        "suppressed": suppressed,
+        "updated_at": iso(updated),
+    }
+
+
+def results_visible(poll: Poll, *, now: datetime, is_owner: bool, has_voted) -> bool:
+    """Whether the `results` rule lets this reader see the tallies.
+
+    `has_voted` is a callable, asked only when the rule depends on it.
+    """
+    if is_owner or poll.results == "always":
+        return True
+    if poll.results == "after_close":
+        return poll.status_at(now) == "closed"
+    if poll.results == "after_vote":
+        return poll.status_at(now) == "closed" or has_voted()
+    return False
+
+
+def is_suppressed(poll: Poll, counts: Counts, *, is_owner: bool) -> bool:
+    """Below `results_min_votes`, the public sees the total but no per-option numbers."""
+    return not is_owner and counts.total < poll.results_min_votes

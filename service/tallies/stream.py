@@ -1,0 +1,273 @@
+"""Live tallies: one Redis pub/sub subscription per worker process, fanned out to every
+open stream of that process.
+
+A vote's count (count.lua's `publish` step) and a withdrawal publish on the poll's
+`keys.tally_changes` channel. Each process runs one listener (a thread; a greenlet under
+gunicorn's gevent worker, which patches threading) holding a single pattern
+subscription; it only wakes the streams of the poll named by the channel, so it never
+waits on a slow stream. A woken
+stream then asks for the poll's answer at most every `SSE_MIN_INTERVAL_SECONDS`, so a
+burst of votes becomes one event. The answer is rendered once per change for all the
+process's streams of the poll (`StreamHub.render`): the first stream to ask reads the
+tally and encodes the JSON, the others wait for it and write the same text. A thousand
+streams then cost one tally read, not a thousand (which also emptied the Redis client's
+connection pool and sent the overflow to the database).
+The message is only a hint: the tally in Redis (or the database) stays the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+
+from flask import Flask, current_app
+
+from service.infra import keys, metrics
+from service.infra.redis import EXTENSION as REDIS_EXTENSION
+from service.infra.redis import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+SSE_HEARTBEAT_SECONDS = 15
+# Coalescing: at most one event per stream this often (4 per second).
+SSE_MIN_INTERVAL_SECONDS = 0.25
+# A stream ends after this long; EventSource reconnects (and lands on any worker).
+SSE_MAX_SECONDS = 30 * 60
+SSE_RETRY_MILLISECONDS = 3000
+# A shared answer is rendered again after every change of its poll, and when older than
+# this even without one (a change whose message was lost shows at the next heartbeat).
+SHARED_RENDER_MAX_AGE_SECONDS = 1.0
+LISTEN_WAIT_SECONDS = 1.0
+RECONNECT_MIN_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream's interest in one poll; `changed` is set when the poll's tally may
+    have changed. Streams of the same poll and `variant` (what their answer depends on
+    besides the poll: whether the reader is its owner) share one rendered answer."""
+
+    poll_id: str
+    variant: Hashable = None
+    changed: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An answer shared by streams; valid while its poll has not changed since
+    `generation` and for SHARED_RENDER_MAX_AGE_SECONDS from `at`."""
+
+    generation: int
+    at: float
+    body: str
+
+
+class StreamHub:
+    """The process's single pub/sub listener, the streams waiting on it, and the answers
+    they share."""
+
+    def __init__(self, pubsub_factory: Callable,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._pubsub_factory = pubsub_factory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
+        # Every notify() counts one generation; a poll remembers the one of its last change.
+        self._generation = 0
+        self._changed: dict[str, int] = {}
+        self._all_changed = 0
+        self._rendered: dict[str, dict[Hashable, Rendered]] = {}
+        self._rendering: dict[str, threading.Lock] = {}
+
+    def subscribe(self, poll_id: str, variant: Hashable = None) -> Subscription:
+        """Register a stream; the listener starts with the first one."""
+        subscription = Subscription(poll_id, variant)
+        with self._lock:
+            self._subscriptions[poll_id].add(subscription)
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="pollbox-stream-listener", daemon=True
+                )
+                self._listener.start()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            waiting = self._subscriptions.get(subscription.poll_id)
+            if waiting is not None:
+                waiting.discard(subscription)
+                if not waiting:  # the poll's last stream here: forget what it shared
+                    del self._subscriptions[subscription.poll_id]
+                    self._changed.pop(subscription.poll_id, None)
+                    self._rendered.pop(subscription.poll_id, None)
+                    self._rendering.pop(subscription.poll_id, None)
+
+    def wait_until_listening(self, timeout: float) -> bool:
+        """Whether the subscription is in place (tests use it to avoid a startup race)."""
+        return self._listening.wait(timeout)
+
+    def open_streams(self) -> int:
+        with self._lock:
+            return sum(len(waiting) for waiting in self._subscriptions.values())
+
+    def notify(self, poll_id: str | None = None) -> None:
+        """Wake the streams of one poll, or of every poll; their shared answers are stale
+        from now on."""
+        with self._lock:
+            self._generation += 1
+            if poll_id is None:
+                self._all_changed = self._generation
+                waiting = [s for group in self._subscriptions.values() for s in group]
+            else:
+                waiting = list(self._subscriptions.get(poll_id, ()))
+                if waiting:
+                    self._changed[poll_id] = self._generation
+        for subscription in waiting:
+            subscription.changed.set()
+
+    def render(self, subscription: Subscription, render: Callable[[], str]) -> str:
+        """The current answer for the subscription's poll and variant: `render()`d by the
+        first stream that asks after a change, shared with the others (they wait for it
+        rather than read the same tally again)."""
+        shared, generation = self._shared(subscription)
+        if shared is not None:
+            return shared
+        with self._lock:
+            lock = self._rendering.setdefault(subscription.poll_id, threading.Lock())
+        with lock:
+            shared, generation = self._shared(subscription)  # rendered while we waited?
+            if shared is not None:
+                return shared
+            started = self._clock()
+            body = render()
+            with self._lock:
+                if subscription.poll_id in self._subscriptions:
+                    self._rendered.setdefault(subscription.poll_id, {})[subscription.variant] = (
+                        Rendered(generation, started, body))
+            return body
+
+    def _shared(self, subscription: Subscription) -> tuple[str | None, int]:
+        """The shared answer if still valid, and the generation a new one would have."""
+        with self._lock:
+            poll_id = subscription.poll_id
+            shared = self._rendered.get(poll_id, {}).get(subscription.variant)
+            changed = max(self._changed.get(poll_id, 0), self._all_changed)
+            generation = self._generation
+        if (shared is not None and shared.generation >= changed
+                and self._clock() - shared.at < SHARED_RENDER_MAX_AGE_SECONDS):
+            return shared.body, generation
+        return None, generation
+
+    def _listen(self) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while True:
+            pubsub = None
+            try:
+                pubsub = self._pubsub_factory()
+                pubsub.psubscribe(keys.TALLY_CHANGES_PATTERN)
+                self._listening.set()
+                if delay > RECONNECT_MIN_SECONDS:
+                    log.warning("tally change subscription restored")
+                # Streams that started before the subscription was in place re-read once.
+                self.notify()
+                delay = RECONNECT_MIN_SECONDS
+                while True:
+                    message = pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=LISTEN_WAIT_SECONDS
+                    )
+                    if message is None:
+                        with self._lock:
+                            if not self._subscriptions:  # the last stream ended: rest
+                                self._listener = None
+                                self._listening.clear()
+                                return
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    self.notify(keys.poll_id_of_channel(channel))
+            except REDIS_ERRORS as error:
+                self._listening.clear()
+                self.notify()  # streams read the tally again (the database while Redis is away)
+                if delay == RECONNECT_MIN_SECONDS:
+                    log.warning("tally change subscription lost (%s); retrying",
+                                type(error).__name__)
+            except Exception:  # the listener must outlive anything a message can do
+                self._listening.clear()
+                log.exception("tally change listener failed; restarting")
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        pubsub.close()
+            time.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+
+def event(name: str, data: str) -> str:
+    """One Server-Sent Event (data lines may not hold newlines; JSON has none)."""
+    return f"event: {name}\ndata: {data}\n\n"
+
+
+def heartbeat() -> str:
+    """A comment line: keeps proxies from closing a quiet stream."""
+    return ": keepalive\n\n"
+
+
+def follow(*, hub: StreamHub, poll_id: str, render: Callable[[], str],
+           variant: Hashable = None,
+           clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
+    """The event stream of one poll: its tallies at once, again after each change
+    (coalesced), a comment line while nothing changes; ends after SSE_MAX_SECONDS.
+    Streams of the same poll and `variant` share each rendered answer (StreamHub.render)."""
+    subscription = hub.subscribe(poll_id, variant)
+    metrics.SSE_STREAMS.inc()
+    try:
+        body = hub.render(subscription, render)
+        yield f"retry: {SSE_RETRY_MILLISECONDS}\n" + event("tallies", body)
+        started = last_write = last_event = clock()
+        while clock() - started < SSE_MAX_SECONDS:
+            quiet = SSE_HEARTBEAT_SECONDS - (clock() - last_write)
+            if quiet > 0 and subscription.changed.wait(quiet):
+                pause = SSE_MIN_INTERVAL_SECONDS - (clock() - last_event)
+                if pause > 0:
+                    time.sleep(pause)  # let a burst of votes collapse into one event
+                subscription.changed.clear()
+                fresh = hub.render(subscription, render)
+                if fresh != body:
+                    body = fresh
+                    last_event = last_write = clock()
+                    yield event("tallies", body)
+                    continue
+            if clock() - last_write >= SSE_HEARTBEAT_SECONDS:
+                # A quiet spell re-reads too: a change whose message was lost shows late,
+                # never not at all.
+                fresh = hub.render(subscription, render)
+                last_write = clock()
+                if fresh != body:
+                    body = fresh
+                    last_event = last_write
+                    yield event("tallies", body)
+                else:
+                    yield heartbeat()
+    finally:
+        hub.unsubscribe(subscription)
+        metrics.SSE_STREAMS.dec()
+
+
+def hub() -> StreamHub:
+    """The current app's hub."""
+    return current_app.extensions["pollbox.stream"]
+
+
+def init_app(app: Flask) -> None:
+    """Create the app's hub; its listener starts with the first stream (after any fork)."""
+    redis = app.extensions[REDIS_EXTENSION]
+    app.extensions["pollbox.stream"] = StreamHub(lambda: redis.client.pubsub())

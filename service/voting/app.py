@@ -1,0 +1,63 @@
+"""The vote use-case wired to the current app: its poll cache, Redis, database and
+settings. Web adapters call `voting()` and cast through it."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+from sqlalchemy.orm import Session
+
+from service.infra.db import db
+from service.infra.redis import EXTENSION as REDIS_EXTENSION
+from service.infra.redis import RedisHandle
+from service.polls import cache as poll_cache
+from service.tallies import counts
+from service.tallies.counts import Counts
+from service.voting.cast import Voting
+from service.voting.ratelimits import MemoryLimits, parse_limits
+from service.voting.records import SqlBallots
+from service.voting.redis_store import RedisVoteScripts
+
+MEMORY_LIMITS_EXTENSION = "pollbox.vote_limits_in_memory"
+
+
+class CachedPolls:
+    """Polls as this process caches them (service/polls/cache.py)."""
+
+    def __init__(self, session: Session, redis: RedisHandle) -> None:
+        self.session, self.redis = session, redis
+
+    def peek(self, poll_id: str):
+        cached = poll_cache.peek(poll_id)
+        return cached if cached is not None and cached.version is not None else None
+
+    def get(self, poll_id: str):
+        return poll_cache.get_poll_snapshot(session=self.session, redis=self.redis,
+                                            poll_id=poll_id)
+
+
+class TallyReader:
+    """Tallies as the read model keeps them (service/tallies/counts.py)."""
+
+    def __init__(self, session: Session, redis: RedisHandle) -> None:
+        self.session, self.redis = session, redis
+
+    def read(self, poll) -> Counts:
+        return counts.read(session=self.session, redis=self.redis, poll=poll)
+
+
+def voting() -> Voting:
+    """The vote use-case for the current app and request."""
+    app = current_app
+    redis: RedisHandle = app.extensions[REDIS_EXTENSION]
+    session = db.session
+    return Voting(
+        polls=CachedPolls(session, redis), scripts=RedisVoteScripts(redis),
+        ballots=SqlBallots(session), tallies=TallyReader(session, redis),
+        secret=app.config["SECRET_KEY"], limits=parse_limits(app.config["RATELIMIT_VOTES"]),
+        memory_limits=app.extensions[MEMORY_LIMITS_EXTENSION], clock=app.config["CLOCK"],
+    )
+
+
+def init_app(app: Flask) -> None:
+    """The vote limits this process counts while Redis is down."""
+    app.extensions[MEMORY_LIMITS_EXTENSION] = MemoryLimits()

@@ -1,0 +1,77 @@
+"""What the vote use-case needs from the outside, as small interfaces: the poll, Redis,
+the database and the tally. The real ones are `app.CachedPolls`, `redis_store`,
+`records` and `app.TallyReader`; tests/unit/ drives the use-case with fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from service.infra.redis.scripts import Admission, AdmitCall, CountCall, Counted, KeyHold, KeyState
+from service.tallies.counts import Counts
+
+
+class PollSource(Protocol):
+    def peek(self, poll_id: str):
+        """This process's copy of the poll with its version token, unverified (the vote's
+        admission checks the token), or None."""
+
+    def get(self, poll_id: str):
+        """The poll as committed now; NotFound when there is none."""
+
+
+class VoteScripts(Protocol):
+    """The vote's Redis calls. Each degrades on an outage (logged and counted once):
+    None where Redis could not say, nothing done otherwise."""
+
+    def admit(self, call: AdmitCall) -> Admission | None: ...
+
+    def count(self, call: CountCall, *, owner_id: int) -> Counted | None:
+        """Count a committed ballot (and note it for the owner's webhooks); never raises."""
+
+    def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> None: ...
+
+    def key_begin(self, hold: KeyHold) -> KeyState | None: ...
+
+    def key_finish(self, *, entry: str, token: str, answer: str, keep_ms: int) -> None: ...
+
+    def key_abort(self, *, entry: str, token: str) -> None: ...
+
+    def count_outcome(self, *, poll_id: str, outcome: str, at: datetime) -> None:
+        """Count an attempt's outcome in the poll's integrity numbers."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A ballot the database holds."""
+
+    id: str
+    created_at: datetime
+
+
+class AlreadyRecorded(Exception):
+    """The database refused the ballot: its voter's claim or its Idempotency-Key is
+    recorded already (Redis had forgotten them)."""
+
+
+class BallotStore(Protocol):
+    """The database: the record of every vote."""
+
+    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str]) -> None:
+        """Write the ballot, its choices and its claims, committed; AlreadyRecorded."""
+
+    def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None: ...
+
+    def claimed_kind(self, *, poll_id: str, identities: list[str]) -> str | None: ...
+
+    def exists(self, ballot_id: str) -> bool: ...
+
+    def voted_since(self, *, poll_id: str, hashes: dict[str, str], kinds: tuple[str, ...],
+                    since: datetime) -> str | None:
+        """Which of the voter's identities cast a ballot after `since`, if any."""
+
+
+class TallySource(Protocol):
+    def read(self, poll) -> Counts:
+        """The poll's tally now (rebuilt, or from the database, when Redis lacks it)."""

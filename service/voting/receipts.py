@@ -1,0 +1,96 @@
+"""Voter receipts: show a vote, or withdraw it, with the secret its 201 answer carried.
+
+Only the receipt's SHA-256 is stored (ballots.receipt_hash).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.infra import keys
+from service.infra.errors import NotFound
+from service.infra.models import Ballot, BallotChoice, Option
+from service.infra.redis import RedisHandle
+from service.voting import integrity
+from service.voting.ballot import receipt_hash
+
+IDENTITY_COLUMNS = {"cookie": "cookie_hash", "ip": "ip_hash", "user": "user_hash"}
+
+
+class UnknownReceipt(NotFound):
+    detail = "No vote has this receipt (it may have been withdrawn)."
+
+
+def get_ballot(*, session: Session, receipt: str) -> Ballot:
+    """The ballot a receipt belongs to, or raise NotFound."""
+    ballot = session.scalar(
+        select(Ballot).where(Ballot.receipt_hash == receipt_hash(receipt))
+    )
+    if ballot is None:
+        raise UnknownReceipt()
+    return ballot
+
+
+def vote_view(*, session: Session, ballot: Ballot) -> dict:
+    """The vote as its voter sent it."""
+    choices = session.execute(
+        select(Option.id, Option.label)
+        .join(BallotChoice, BallotChoice.option_id == Option.id)
+        .where(BallotChoice.ballot_id == ballot.id)
+        .order_by(Option.position)
+    ).all()
+    return {
+        "poll_id": ballot.poll_id,
+        "vote_id": ballot.id,
+        "created_at": ballot.created_at,
+        "choices": [{"id": option_id, "label": label} for option_id, label in choices],
+        "other": ballot.other,
+        "comment": ballot.comment,
+        "context": ballot.context,
+    }
+
+
+def withdraw(*, session: Session, redis: RedisHandle, ballot: Ballot, now: datetime) -> None:
+    """Delete the ballot (its choices and claims cascade) in one transaction, then free
+    the voter's duplicate-check claims and make the poll's tallies exact again."""
+    poll_id, context = ballot.poll_id, ballot.context
+    identities = [
+        f"{kind}:{getattr(ballot, column)}"
+        for kind, column in IDENTITY_COLUMNS.items()
+        if getattr(ballot, column) is not None
+    ]
+    deleted = session.execute(delete(Ballot).where(Ballot.id == ballot.id)).rowcount
+    session.commit()
+    if not deleted:  # withdrawn by a concurrent request
+        raise UnknownReceipt()
+    # Claims held by another ballot are kept (lua/release.lua checks the ballot id), so
+    # every identity the ballot recorded can be offered, whatever the poll checks now.
+    with redis.fallback("releasing a vote's claim"):
+        redis.scripts.release(poll_id=poll_id, identities=identities, ballot_id=ballot.id)
+    if ballot.idempotency_hash is not None:
+        # Forget the key, so that a retry with it votes afresh.
+        with redis.fallback("forgetting an Idempotency-Key"):
+            redis.client.delete(keys.idempotency(poll_id, ballot.idempotency_hash))
+    _drop_tallies(redis=redis, poll_id=poll_id, context=context)
+    integrity.record(redis=redis, poll_id=poll_id, outcome=integrity.WITHDRAWN, at=now)
+
+
+def _drop_tallies(*, redis: RedisHandle, poll_id: str, context: str | None) -> None:
+    """Delete the tallies the ballot was counted in, so the next read rebuilds them from
+    the database exactly (counts only ever add; a withdrawal is not a negative count).
+    Their rebuild locks go too: a rebuild whose snapshot still held the ballot then finds
+    its lock lost and stores nothing (lua/rebuild.lua)."""
+    scopes = [None] if context is None else [None, context]
+    doomed = []
+    for scope in scopes:
+        tally, _pending, lock, _included = keys.tally_scope(poll_id, scope)
+        doomed += [tally, lock]
+    missed = tuple((poll_id, scope) for scope in scopes)
+    # Should Redis fail, they are dropped once it answers again (outage.Outage.succeeded).
+    with redis.fallback("dropping a withdrawn vote's tallies", missed=missed):
+        redis.client.delete(*doomed)
+        # Live streams re-read the (rebuilt) tally when told (service/tallies/stream.py).
+        redis.client.publish(keys.tally_changes(poll_id), "withdrawn")

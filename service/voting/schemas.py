@@ -1,0 +1,99 @@
+"""What the API accepts and answers about votes, receipts and integrity counts."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from service.infra.fields import StrictInteger, Trimmed, UTCDateTime
+from service.polls.schemas import OPTIONS_MAX
+from service.tallies.schemas import CONTEXT_MAX, TalliesSchema
+
+OTHER_MAX = 200
+COMMENT_MAX = 2000
+USER_ID_MAX = 255
+
+
+class SignedVoterSchema(Schema):
+    id = fields.String(required=True, validate=validate.Length(1, USER_ID_MAX))
+    sig = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="Must be 64 hex digits."),
+    )
+
+class VoteSchema(Schema):
+    choices = fields.List(
+        StrictInteger(),
+        load_default=list,
+        validate=validate.Length(max=OPTIONS_MAX),
+        metadata={"description": "Option ids; 1..max_choices distinct ids of this poll."},
+    )
+    other = Trimmed(allow_none=True, load_default=None, validate=validate.Length(1, OTHER_MAX))
+    comment = Trimmed(
+        allow_none=True, load_default=None, validate=validate.Length(1, COMMENT_MAX)
+    )
+    context = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(1, CONTEXT_MAX)
+    )
+    voter = fields.Nested(
+        SignedVoterSchema,
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "For `duplicate_check: user`: the site's signed user id."},
+    )
+
+class VoteReceiptSchema(Schema):
+    id = fields.String()
+    created_at = fields.String()
+    receipt = fields.String(metadata={
+        "description": "A secret for the voter only: GET or DELETE /api/v1/receipts/<receipt> "
+                       "shows or withdraws this vote. Only its hash is stored."
+    })
+
+class VoteResultSchema(Schema):
+    vote = fields.Nested(VoteReceiptSchema)
+    tallies = fields.Nested(TalliesSchema, allow_none=True)
+
+class ReceiptChoiceSchema(Schema):
+    id = fields.Integer()
+    label = fields.String()
+
+class ReceiptVoteSchema(Schema):
+    """A vote as its receipt shows it."""
+
+    poll_id = fields.String()
+    vote_id = fields.String()
+    created_at = UTCDateTime()
+    choices = fields.List(fields.Nested(ReceiptChoiceSchema))
+    other = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    context = fields.String(allow_none=True)
+
+class DuplicateCountsSchema(Schema):
+    total = fields.Integer()
+    cookie = fields.Integer()
+    ip = fields.Integer()
+    user = fields.Integer()
+
+class RejectedCountsSchema(Schema):
+    duplicate_vote = fields.Nested(DuplicateCountsSchema)
+    rate_limited = fields.Integer()
+    origin_not_allowed = fields.Integer()
+    poll_closed = fields.Integer()
+
+class IntegrityCountsSchema(Schema):
+    accepted = fields.Integer(metadata={"description": "Votes accepted (201, replays excluded)."})
+    withdrawn = fields.Integer(metadata={"description": "Votes withdrawn with their receipt."})
+    rejected = fields.Nested(RejectedCountsSchema)
+
+class IntegrityHourSchema(IntegrityCountsSchema):
+    hour = fields.String(metadata={"description": "Start of the UTC hour.",
+                                   "example": "2026-11-29T12:00:00Z"})
+
+class IntegritySchema(Schema):
+    poll_id = fields.String()
+    retention_days = fields.Integer()
+    from_ = fields.String(data_key="from", attribute="from",
+                          metadata={"description": "First hour retained."})
+    totals = fields.Nested(IntegrityCountsSchema)
+    hours = fields.List(fields.Nested(IntegrityHourSchema),
+                        metadata={"description": "Hours with attempts, oldest first."})

@@ -1,0 +1,102 @@
+"""What the widget says: its messages for failed votes, the texts its script shows, and
+a tally as the widget and the results SVG show it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlencode
+
+from babel.numbers import format_percent
+from flask import url_for
+from flask_babel import format_decimal, get_locale, gettext
+
+from service.tallies.counts import Counts
+from service.tallies.results import is_suppressed, tallies_view
+from service.widgets import display, i18n
+
+# The codes `messages` knows (an `error=` outside them shows no message).
+MESSAGE_CODES = frozenset((
+    "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
+    "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
+))
+
+
+def messages() -> dict[str, str]:
+    """Every message the widget may show for a failed vote, by code, translated."""
+    return {
+        "duplicate_vote": gettext("You have already voted in this poll."),
+        "poll_closed": gettext("This poll is not open for voting."),
+        "choose_one": gettext("Please choose an option."),
+        "too_many": gettext("Please choose fewer options."),
+        "invalid": gettext("Your answer could not be accepted. Please check it and try again."),
+        "expired_form": gettext("This form has expired. Please try again."),
+        "origin_not_allowed": gettext("Votes from this site are not accepted for this poll."),
+        "rate_limited": gettext("Too many votes from your network. Please wait a minute."),
+        "unavailable": gettext("Voting is not possible right now. Please try again later."),
+        "network": gettext("Your vote could not be sent. Please check your connection."),
+        "not_found": gettext("This poll does not exist."),
+    }
+
+
+def script_texts() -> dict:
+    return {
+        "errors": messages(),
+        "thanks": gettext("Thank you for voting."),
+        "sending": gettext("Sending your vote…"),
+        "votes": i18n.plural_forms("%(num)s vote", "%(num)s votes"),
+        "total": i18n.plural_forms("Total votes: %(num)s", "Total votes: %(num)s"),
+        "other": gettext("Other answers"),
+    }
+
+
+def _result_rows(view: dict) -> list[dict]:
+    rows = []
+    for option in view["options"]:
+        votes, percent = option["votes"], option["percent"]
+        rows.append({
+            "id": option["id"],
+            "label": option["label"],
+            "votes": votes,
+            "percent": percent,
+            "width": 0 if percent is None else min(100.0, percent),
+            "text": None if votes is None else gettext(
+                "%(percent)s (%(votes)s)",
+                percent=format_percent(percent / 100, locale=get_locale(),
+                                       decimal_quantization=False),
+                votes=i18n.counted("%(num)s vote", "%(num)s votes", votes),
+            ),
+        })
+    return rows
+
+
+def shown_results(poll, counts: Counts, *, moment: datetime) -> dict:
+    view = tallies_view(
+        poll, counts, now=moment, suppressed=is_suppressed(poll, counts, is_owner=False)
+    )
+    return {
+        "view": view,
+        "rows": _result_rows(view),
+        "total": i18n.counted("Total votes: %(num)s", "Total votes: %(num)s",
+                              view["total_votes"]),
+        "other": None if view["other_votes"] is None or not poll.allow_other else
+        format_decimal(view["other_votes"]),
+    }
+
+
+def later_message(poll) -> str:
+    if poll.results == "after_close":
+        return gettext("Thank you. The results will be shown when the poll closes.")
+    if poll.results == "owner_only":
+        return gettext("Thank you. The results of this poll are not public.")
+    return gettext("Thank you. The results will be shown later.")
+
+
+def widget_url(poll_id: str, params: dict[str, str]) -> str:
+    query = f"?{urlencode(params)}" if params else ""
+    return f"{url_for('widgets.widget', poll_id=poll_id)}{query}"
+
+
+def apply_locale(poll, shown: display.Display) -> str:
+    tag = i18n.choose_locale(shown.lang, poll.locale)
+    i18n.use_locale(tag)
+    return tag
