@@ -47,36 +47,22 @@ def current_voter() -> Voter:
 
 
 def vote_facts(*, keyed: bool = True) -> VoteFacts:
-    """What the current request says besides its ballot: the voter, the Origin header,
-    and (`keyed`) the Idempotency-Key."""
-    return VoteFacts(voter=current_voter(), origin=request.headers.get("Origin"),
-                     own_origin=own_origin(),
+    """What the current request says besides its ballot: the voter, the Origin header
+    (with the service's own origin, which only a browser's vote needs), and (`keyed`) the
+    Idempotency-Key."""
+    origin = request.headers.get("Origin")
+    return VoteFacts(voter=current_voter(), origin=origin,
+                     own_origin=own_origin() if origin is not None else "",
                      idempotency_key=request.headers.get(IDEMPOTENCY_HEADER) if keyed else None)
 
 
 def set_voter_cookie(response: Response, voter: Voter, *, secure: bool, secret: str) -> None:
     """Set the signed voter cookie: third-party friendly on HTTPS, Lax on plain HTTP."""
     value = _signer(secret).sign(voter.cookie_id).decode()
-    if secure:
-        response.set_cookie(
-            VOTER_COOKIE,
-            value,
-            max_age=VOTER_COOKIE_MAX_AGE_SECONDS,
-            path="/",
-            httponly=True,
-            secure=True,
-            samesite="None",
-            partitioned=True,
-        )
-    else:
-        response.set_cookie(
-            VOTER_COOKIE,
-            value,
-            max_age=VOTER_COOKIE_MAX_AGE_SECONDS,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-        )
+    where = ({"secure": True, "samesite": "None", "partitioned": True} if secure
+             else {"samesite": "Lax"})
+    response.set_cookie(VOTER_COOKIE, value, max_age=VOTER_COOKIE_MAX_AGE_SECONDS, path="/",
+                        httponly=True, **where)
 
 
 def _issue_new_cookie(response: Response) -> Response:

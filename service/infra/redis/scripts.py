@@ -157,10 +157,11 @@ def _admission(reply: list, call: AdmitCall) -> Admission:
         holder, claimed_ms = _claim(reply[2])
         return Duplicate(kind=call.identities[int(reply[1]) - 1][0], holder=holder,
                          claimed_ms=claimed_ms, counted=bool(int(reply[3])))
-    return _key_or_limit(reply)
+    return _refusal_or_key_state(reply)
 
 
-def _key_or_limit(reply: list) -> Admission:
+def _refusal_or_key_state(reply: list) -> Admission:
+    """An answer that claimed nothing: a refusal before the claim, or the key's state."""
     state = reply[0]
     if state == b"limited":
         return Limited(int(reply[1]))
@@ -278,7 +279,7 @@ class Scripts:
                                          args=["begin", hold.token, hold.body, hold.hold_ms])
         if reply[0] == b"new":
             return KeyHeld()
-        return _key_or_limit(reply)
+        return _refusal_or_key_state(reply)
 
     def key_finish(self, *, entry: str, token: str, answer: str, keep_ms: int) -> None:
         """Keep the holder's answer for the key's retries."""
