@@ -10,7 +10,9 @@ import sqlalchemy as sa
 
 from service import create_app
 from service.infra import config
-from service.infra.db import engine_options
+from service.infra.db import db, engine_options
+
+OWNER_ONLY = 0o077  # group and other bits: none may be set
 
 
 def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
@@ -22,6 +24,7 @@ def test_defaults_use_sqlite_in_the_instance_folder_and_no_redis(tmp_path):
     assert settings["RATELIMIT_VOTES"] == "60 per minute"
     assert settings["CONSOLE_SIGNIN_LIMIT"] == "10 per minute"
     assert settings["PUBLIC_BASE_URL"] is None
+    assert settings["WEBHOOK_ALLOWED_PORTS"] == {443, 8443}
     assert "SECRET_KEY" not in settings
 
 
@@ -47,6 +50,7 @@ def test_environment_values_are_coerced(tmp_path):
             "REDIS_URL": "redis://cache:6379/0",
             "SECRET_KEY": "s3cret",
             "CONSOLE_SIGNIN_LIMIT": "3 per minute",
+            "WEBHOOK_ALLOWED_PORTS": "443, 9443",
         },
         str(tmp_path),
     )
@@ -56,11 +60,14 @@ def test_environment_values_are_coerced(tmp_path):
     assert settings["REDIS_URL"] == "redis://cache:6379/0"
     assert settings["SECRET_KEY"] == "s3cret"
     assert settings["CONSOLE_SIGNIN_LIMIT"] == "3 per minute"
+    assert settings["WEBHOOK_ALLOWED_PORTS"] == {443, 9443}
 
 
 @pytest.mark.parametrize(
     "name, value",
-    [("TRUSTED_PROXY_COUNT", "two"), ("TRUSTED_PROXY_COUNT", "-1"), ("MAX_CONTENT_LENGTH", "10")],
+    [("TRUSTED_PROXY_COUNT", "two"), ("TRUSTED_PROXY_COUNT", "-1"), ("MAX_CONTENT_LENGTH", "10"),
+     ("WEBHOOK_ALLOWED_PORTS", "https"), ("WEBHOOK_ALLOWED_PORTS", "0"),
+     ("WEBHOOK_ALLOWED_PORTS", "443,70000")],
 )
 def test_unusable_environment_values_are_refused_by_name(name, value, tmp_path):
     with pytest.raises(config.ConfigError, match=name):
@@ -99,3 +106,38 @@ def test_in_process_redis_stand_in_warns_once_that_dedup_is_per_process(tmp_path
     warnings = [r for r in caplog.records if "in-process Redis stand-in" in r.getMessage()]
     assert len(warnings) == 1
     assert "per process" in warnings[0].getMessage()
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_alone(tmp_path):
+    path = tmp_path / "instance" / "pollbox.db"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SECRET_KEY": "s"})
+    assert mode(path) & OWNER_ONLY == 0  # before the first connection
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE secrets (value TEXT)"))
+        connection.execute(sa.text("INSERT INTO secrets VALUES ('whsec_x')"))
+        # WAL: the write log and its index sit beside the database while it is open.
+        for side in ("-wal", "-shm"):
+            assert mode(f"{path}{side}") & OWNER_ONLY == 0, side
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_an_existing_sqlite_database_and_its_side_files_are_made_owner_only(tmp_path):
+    path = tmp_path / "pollbox.db"
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        open(name, "w").close()
+        os.chmod(name, 0o644)
+    create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SECRET_KEY": "s"})
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        assert mode(name) & OWNER_ONLY == 0, name
+
+
+def test_a_relative_sqlite_path_is_made_in_the_instance_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda self: str(tmp_path))
+    monkeypatch.chdir(tmp_path / "..")
+    create_app({"SQLALCHEMY_DATABASE_URI": "sqlite:///relative.db", "SECRET_KEY": "s"})
+    assert mode(tmp_path / "relative.db") & OWNER_ONLY == 0

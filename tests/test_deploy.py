@@ -4,6 +4,7 @@ and a gunicorn config that sets up graceful shutdown and multiprocess metrics.""
 from __future__ import annotations
 
 import gc
+import re
 import runpy
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+HSTS_MIN_AGE_SECONDS = 365 * 24 * 3600
 K8S_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
              "ConfigMap", "Secret", "Ingress", "Job"}
 
@@ -104,6 +106,30 @@ def test_nginx_config_is_accepted_by_nginx(tmp_path):
                              "-g", "error_log stderr;"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def nginx_blocks(text: str, name: str) -> list[str]:
+    """The bodies of the blocks opened by `name` (`server`, `location`), nested ones kept."""
+    text = re.sub(r"#[^\n]*", "", text)
+    bodies = []
+    for start in re.finditer(rf"(?m)^\s*{name}\b[^{{;]*{{", text):
+        depth, end = 1, start.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        bodies.append(text[start.end():end - 1])
+    return bodies
+
+
+def test_nginx_tells_browsers_to_keep_to_https():
+    [server] = nginx_blocks((DEPLOY / "nginx.conf").read_text(), "server")
+    match = re.search(r'add_header\s+Strict-Transport-Security\s+"max-age=(\d+)[^"]*"\s+always;',
+                      server)
+    assert match, "the server sends Strict-Transport-Security, on every status"
+    assert int(match.group(1)) >= HSTS_MIN_AGE_SECONDS
+    # A location with an add_header of its own would not inherit the server's.
+    for location in nginx_blocks(server, "location"):
+        assert "add_header" not in location
 
 
 def test_gunicorn_config_sets_up_multiprocess_metrics(monkeypatch):

@@ -230,6 +230,10 @@ REFUSED_URLS = [
     "https://[fc00::1]/",
     "https://[::ffff:127.0.0.1]/",
     "https://[::ffff:169.254.169.254]/",
+    "https://[2002:7f00:1::1]/",  # 6to4 carrying 127.0.0.1
+    "https://[64:ff9b::a9fe:a9fe]/",  # NAT64 carrying 169.254.169.254
+    "https://[2606:4700::5efe:7f00:1]/",  # ISATAP carrying 127.0.0.1
+    "https://hooks.example:22/",  # a port other than 443 and 8443: refused before DNS
     "ftp://127.0.0.1/",
     "https://user:pass@127.0.0.1/",
     "not a url",
@@ -257,9 +261,97 @@ def test_unsafe_urls_are_refused_without_the_development_setting(client, auth, u
     assert client.get("/api/v1/webhooks", headers=auth).get_json() == []
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", [
+    "8.8.8.8", "93.184.216.34", "2606:4700:4700::1111",
+    "64:ff9b::808:808",  # NAT64 of a public address: how IPv6-only (DNS64) hosts reach it
+    "2606:4700::200:5efe:808:808",  # ISATAP whose tunnel end is public
+])
 def test_public_addresses_pass_the_guard(address):
     assert webhook_sender.is_public(address)
+
+
+@pytest.mark.parametrize("address", [
+    "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2002:a00:1::1",  # 6to4 of 10.0.0.1
+    "2002:808:808::1",  # 6to4 of a public address: deprecated (RFC 7526), refused too
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo: the whole 2001::/32 is refused
+    "2001:0:7f00:1:0:0:80ff:fffe",  # Teredo, server 127.0.0.1, client 127.0.0.1
+    "::127.0.0.1",  # IPv4-compatible (deprecated)
+    "::8.8.8.8",  # IPv4-compatible, even of a public address
+    "::ffff:10.0.0.1",  # IPv4-mapped
+    "64:ff9b::7f00:1",  # NAT64 well-known prefix, 127.0.0.1
+    "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix, 169.254.169.254
+    "64:ff9b::c0a8:1",  # NAT64 well-known prefix, 192.168.0.1
+    "64:ff9b:1::808:808",  # NAT64 local-use prefix: not global
+    "2606:4700::5efe:7f00:1",  # ISATAP under a public prefix, 127.0.0.1
+    "2606:4700::200:5efe:a00:1",  # ISATAP (universal bit), 10.0.0.1
+])
+def test_ipv6_addresses_carrying_a_non_public_ipv4_are_refused(address):
+    assert not webhook_sender.is_public(address)
+
+
+@pytest.fixture
+def public_dns(monkeypatch):
+    """Resolve `hooks.example` to one public address, without asking DNS."""
+    real = socket.getaddrinfo
+
+    def resolve(host, port, *args, **kwargs):
+        if host != "hooks.example":  # Redis and PostgreSQL still connect
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
+PORT_CASES = [
+    ("https://hooks.example/hook", 201),
+    ("https://hooks.example:443/hook", 201),
+    ("https://hooks.example:8443/hook", 201),
+    ("https://hooks.example:22/hook", 422),
+    ("https://hooks.example:80/hook", 422),
+    ("https://hooks.example:6379/hook", 422),
+    ("https://hooks.example:8080/hook", 422),
+    ("https://hooks.example:0/hook", 422),
+]
+
+
+@pytest.mark.parametrize("url, status", PORT_CASES)
+def test_public_hosts_take_only_the_https_ports(hooks_app, hook_client, auth, public_dns,
+                                                url, status):
+    hooks_app.config["WEBHOOKS_ALLOW_PRIVATE"] = False
+    response = hook_client.post("/api/v1/webhooks", headers=auth,
+                                json={"url": url, "events": ["vote.created"]})
+    assert response.status_code == status, response.get_json()
+    if status == 422:
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["errors"]["url"] == [
+            "The URL's port must be one of: 443, 8443."]
+
+
+def test_the_allowed_ports_are_a_setting(hooks_app, hook_client, auth, public_dns):
+    hooks_app.config.update(WEBHOOKS_ALLOW_PRIVATE=False, WEBHOOK_ALLOWED_PORTS={9443})
+
+    def create(url):
+        return hook_client.post("/api/v1/webhooks", headers=auth,
+                                json={"url": url, "events": ["vote.created"]})
+
+    assert create("https://hooks.example:9443/").status_code == 201
+    refused = create("https://hooks.example/")
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"]["url"] == ["The URL's port must be one of: 9443."]
+
+
+def test_the_development_setting_allows_any_port(hooks_app, hook_client, auth, public_dns):
+    response = hook_client.post("/api/v1/webhooks", headers=auth, json={
+        "url": "https://hooks.example:6379/", "events": ["vote.created"]})
+    assert response.status_code == 201
+
+
+def test_the_port_is_checked_again_at_delivery_time(no_connections):
+    with pytest.raises(webhook_sender.UnsafeUrl, match="port must be one of: 443"):
+        webhook_sender.post("https://hooks.example:22/", b"{}", {}, allow_private=False,
+                            allowed_ports={443}, timeout=1)
 
 
 def test_the_guard_runs_again_at_delivery_time(hook_client, hooks_app, auth, make_hook,

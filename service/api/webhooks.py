@@ -96,6 +96,7 @@ class Webhooks(MethodView):
             session=db.session, redis=redis_handle(), owner=owner, url=data["url"],
             events=data["events"], poll=poll, now=now(),
             allow_private=current_app.config["WEBHOOKS_ALLOW_PRIVATE"],
+            allowed_ports=current_app.config["WEBHOOK_ALLOWED_PORTS"],
         )
         location = url_for("webhooks.WebhookById", webhook_id=webhook.id, _external=True)
         return _view(webhook, with_secret=True), 201, {"Location": location}

@@ -116,6 +116,7 @@ def webhook_new():
                     session=db.session, redis=redis_handle(), owner=g.console_owner,
                     url=form["url"], events=form["events"], poll=poll, now=now(),
                     allow_private=current_app.config["WEBHOOKS_ALLOW_PRIVATE"],
+                    allowed_ports=current_app.config["WEBHOOK_ALLOWED_PORTS"],
                 )
             except ValidationFailed as error:  # the SSRF guard refused the URL
                 errors = error.errors

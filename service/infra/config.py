@@ -25,6 +25,10 @@ DEFAULT_DATABASE_MAX_OVERFLOW = 10
 DEFAULT_REDIS_MAX_CONNECTIONS = 64
 # Seconds before each retry of a failed webhook delivery: 8 attempts over about 27.6 h.
 DEFAULT_WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# Ports a webhook URL may name (unless WEBHOOKS_ALLOW_PRIVATE): https ones, not the admin
+# or database services a public host may also listen on.
+DEFAULT_WEBHOOK_ALLOWED_PORTS = (443, 8443)
+PORT_MAX = 65535
 
 
 class ConfigError(ValueError):
@@ -65,6 +69,9 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         # Development only: webhooks to http:// and to loopback/private/link-local addresses.
         "WEBHOOKS_ALLOW_PRIVATE": environ.get("WEBHOOKS_ALLOW_PRIVATE") in ("1", "true"),
         "WEBHOOK_RETRY_DELAYS": DEFAULT_WEBHOOK_RETRY_DELAYS,
+        "WEBHOOK_ALLOWED_PORTS": _ports(
+            environ, "WEBHOOK_ALLOWED_PORTS", DEFAULT_WEBHOOK_ALLOWED_PORTS
+        ),
     }
     if environ.get("SECRET_KEY"):
         config["SECRET_KEY"] = environ["SECRET_KEY"]
@@ -110,6 +117,20 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _ports(environ: Mapping[str, str], name: str,
+           default: tuple[int, ...]) -> frozenset[int]:
+    raw = environ.get(name) or ""
+    if not raw.strip():
+        return frozenset(default)
+    try:
+        ports = frozenset(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated port numbers, got {raw!r}") from None
+    if not all(1 <= port <= PORT_MAX for port in ports):
+        raise ConfigError(f"{name} must hold ports from 1 to {PORT_MAX}, got {raw!r}")
+    return ports
 
 
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],

@@ -42,7 +42,8 @@ def attempt(*, session: Session, delivery_id: int) -> None:
     status, error = None, None
     try:
         status = sender.post(webhook.url, body, headers, timeout=SEND_TIMEOUT_SECONDS,
-                                     allow_private=config["WEBHOOKS_ALLOW_PRIVATE"])
+                             allow_private=config["WEBHOOKS_ALLOW_PRIVATE"],
+                             allowed_ports=config["WEBHOOK_ALLOWED_PORTS"])
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except UnsafeUrl as refused:

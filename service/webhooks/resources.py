@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Collection
 from datetime import datetime
 
 from flask import current_app
@@ -26,10 +27,10 @@ URL_MAX = 2000
 
 def create_webhook(*, session: Session, redis: RedisHandle, owner: Owner, url: str,
                    events: list[str], poll: Poll | None, allow_private: bool,
-                   now: datetime) -> Webhook:
+                   allowed_ports: Collection[int], now: datetime) -> Webhook:
     """Create a webhook after the SSRF guard accepted its URL; its secret is on it."""
     try:
-        sender.check_url(url, allow_private=allow_private)
+        sender.check_url(url, allow_private=allow_private, allowed_ports=allowed_ports)
     except UnsafeUrl as error:
         raise ValidationFailed({"url": [str(error)]}) from None
     webhook = Webhook(

@@ -34,6 +34,11 @@ from tests.e2e.browser import (
 pytestmark = [pytest.mark.gunicorn, pytest.mark.browser]
 
 SSE_DEADLINE_MS = 1000
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# Run in every frame before its scripts: no key may come from Math.random.
+FORBID_MATH_RANDOM = 'Math.random = () => { throw new Error("Math.random was called"); };'
+# What a context that is not secure lacks (crypto.getRandomValues stays).
+WITHOUT_RANDOM_UUID = "delete Crypto.prototype.randomUUID;"
 INITIAL_FRAME_HEIGHT = "360px"
 POLL_FALLBACK_DEADLINE_MS = 15_000  # the widget polls every 10 s
 
@@ -291,6 +296,30 @@ def test_without_event_source_the_widget_polls_the_tallies(browser, service, hos
     assert response.status_code == 201
     total_is(frame, 2, timeout_ms=POLL_FALLBACK_DEADLINE_MS)
     assert not [line for line in service.access_log() if "/tallies/stream" in line]
+    assert errors == []
+    context.close()
+
+
+@pytest.mark.parametrize("without", ["", WITHOUT_RANDOM_UUID],
+                         ids=["random-uuid", "get-random-values"])
+def test_the_widgets_idempotency_key_is_a_random_uuid(browser, service, host_site, without):
+    poll = service.make_poll()
+    url = host_site.page("keys.html", script_tag(service, poll))
+    context = browser.new_context()
+    context.add_init_script(FORBID_MATH_RANDOM + without)  # runs in the iframe too
+    keys: list[str] = []
+    context.on("request", lambda request: request.method == "POST" and keys.append(
+        request.headers.get("idempotency-key")))
+    page = context.new_page()
+    errors = collect_errors(page)
+    page.goto(url)
+    (frame,) = widget_frames(page, 1)
+    assert frame.evaluate("typeof crypto.randomUUID") == ("undefined" if without else "function")
+    frame.get_by_label("No, never").click()
+    frame.get_by_role("button", name="Vote").click()
+    total_is(frame, 1)
+    [key] = keys
+    assert UUID4.fullmatch(key), key
     assert errors == []
     context.close()
 

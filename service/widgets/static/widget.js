@@ -146,9 +146,19 @@
     errorBox.textContent = texts.errors[code] || texts.errors.invalid;
   }
 
+  /* The Idempotency-Key: a version 4 UUID from the browser's cryptographic generator.
+     randomUUID needs a secure context; getRandomValues does not, so a widget served on
+     plain http still gets an unguessable key (never Math.random's). */
   function randomKey() {
-    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
-    return String(Date.now()) + Math.random().toString(16).slice(2);
+    if (crypto.randomUUID) { return crypto.randomUUID(); }
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;  /* version 4 */
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;  /* RFC 4122 variant */
+    var hex = Array.prototype.map.call(bytes, function (byte) {
+      return (byte + 0x100).toString(16).slice(1);
+    }).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20),
+            hex.slice(20)].join("-");
   }
 
   var idempotencyKey = null;
