@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.infra.clock import utcnow
-from service.infra.models import ApiKey, Owner, Poll
+from service.infra.models import ApiKey, ConsoleSession, Owner, Poll
 
 KEY_PREFIX = "pbk_"
 KEY_RANDOM_BYTES = 32
@@ -58,14 +58,23 @@ def create_owner(*, session: Session, name: str) -> str:
 
 
 def rotate_key(*, session: Session, name: str) -> str:
-    """Revoke the owner's keys and return a new one."""
+    """Revoke the owner's keys and their console sessions; return a new key."""
     owner = session.scalar(select(Owner).where(Owner.name == name))
     if owner is None:
         raise OwnerError(f"no owner named {name!r}")
+    revoked_at = utcnow()
+    # The record of the console sessions ends with the keys; their Redis copies expire
+    # on their own, as the console lets no session in on Redis's word alone.
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.api_key_id.in_(select(ApiKey.id).where(ApiKey.owner_id == owner.id)),
+               ConsoleSession.revoked_at.is_(None))
+        .values(revoked_at=revoked_at)
+    )
     session.execute(
         update(ApiKey)
         .where(ApiKey.owner_id == owner.id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=revoked_at)
     )
     key = _new_key(session=session, owner=owner)
     session.commit()

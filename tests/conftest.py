@@ -38,7 +38,8 @@ POSTGRES_SCHEMA = f"pollbox_test_{os.getpid()}"
 REQUIRE_SERVICES = os.environ.get("POLLBOX_REQUIRE_SERVICES") == "1"
 SECRET = "test-secret-key"
 STACKS = ("sqlite-fakeredis", "sqlite-redis", "postgresql-redis")
-TABLES = ("vote_claims", "ballot_choices", "ballots", "options", "polls", "api_keys", "owners")
+TABLES = ("vote_claims", "ballot_choices", "ballots", "options", "polls", "console_sessions",
+          "api_keys", "owners")
 
 
 def unavailable(what: str, error: Exception):

@@ -37,6 +37,10 @@ MIGRATIONS = {
         tables={"webhooks", "webhook_deliveries", "webhook_attempts"},
         ballot_columns={"comment_hidden"},
     ),
+    "0004": Adds(  # console sessions, revocable on sign-out and key rotation
+        previous="0003",
+        tables={"console_sessions"},
+    ),
 }
 
 

@@ -1,9 +1,10 @@
 """Console sign-in: the session cookie, CSRF, rate-limited sign-in and security headers.
 
 The owner signs in with an API key, checked exactly as the API's bearer auth checks it
-(its SHA-256 against the active keys). The session stores only the key's row id and the
-time of sign-in; every request re-reads that key, so rotating or revoking it
-(`flask owners rotate-key`) signs the console out at once.
+(its SHA-256 against the active keys). The cookie carries only a random session id,
+recorded server-side (`sessions`): signing out revokes it, so a copied cookie stops
+working at once; every request also re-reads the session's key, so rotating or revoking
+it (`flask owners keys rotate`) signs the console out at once.
 
 The session cookie is chosen per request (`ConsoleSessionInterface`): on HTTPS it is
 `__Host-pollbox_console` (Secure, Path=/, no Domain, as the `__Host-` prefix demands);
@@ -18,9 +19,8 @@ import functools
 import hmac
 import logging
 import secrets
-import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Flask,
@@ -42,12 +42,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from service.console import bp
+from service.console import bp, sessions
 from service.infra import errors
+from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ServiceError
 from service.infra.identity import client_address, keyed_hash
 from service.infra.models import ApiKey, Owner
+from service.infra.redis import redis_handle
 from service.owners import hash_key
 from service.web.limiter import limiter
 
@@ -55,8 +57,7 @@ log = logging.getLogger(__name__)
 
 SECURE_COOKIE_NAME = "__Host-pollbox_console"
 PLAIN_COOKIE_NAME = "pollbox_console"
-# A signed-in session lasts this long, however active; then the key is asked again.
-SESSION_MAX_AGE_SECONDS = 12 * 3600
+SESSION_ID_FIELD = "sid"  # the cookie's server-side session id (service.console.sessions)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_TOKEN_BYTES = 32
@@ -162,16 +163,14 @@ def _active_key(*, key: str) -> ApiKey | None:
 
 
 def signed_in_owner() -> Owner | None:
-    """The owner of the session's key while that key is active and the session young."""
+    """The owner of the cookie's session while that session is live and its key active."""
     if "console_owner" in g:
         return g.console_owner
     owner = None
-    key_id, since = session.get("key_id"), session.get("since")
-    fresh = isinstance(since, int | float) and 0 <= time.time() - since <= SESSION_MAX_AGE_SECONDS
-    if isinstance(key_id, int) and fresh:
-        owner = db.session.scalar(
-            select(Owner).join(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-        )
+    session_id = session.get(SESSION_ID_FIELD)
+    if isinstance(session_id, str):
+        owner = sessions.owner_of(session=db.session, redis=redis_handle(),
+                                  session_id=session_id, now=now())
     g.console_owner = owner
     return owner
 
@@ -182,9 +181,9 @@ def owner_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if signed_in_owner() is None:
-            if session.get("key_id") is not None:
-                session.pop("key_id", None)
-                session.pop("since", None)
+            if session.get(SESSION_ID_FIELD) is not None:
+                # Recorded too: a session Redis forgot may still be live in the database.
+                _end_session()
                 flash("Your session has ended. Please sign in again.", "error")
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
@@ -193,14 +192,19 @@ def owner_required(view: Callable) -> Callable:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path inside the console may follow sign-in (no open redirect)."""
+    """Only a plain path inside the console may follow sign-in: no other site, no other
+    part of this one, nothing a header could be split with (CR, LF or any other control
+    character), no `//`, backslash or dot segment that a browser would resolve elsewhere.
+    Anything else goes to the console's home."""
     fallback = url_for("console.polls_index")
-    if not target:
+    if not target or not target.isprintable() or "\\" in target:
         return fallback
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith(bp.url_prefix + "/"):
         return fallback
-    if target.startswith("//") or "\\" in target:
+    # Browsers read `%2e` as `.` in a path: check the segments as they will resolve.
+    segments = unquote(parts.path).split("/")[1:]
+    if "" in segments[:-1] or {".", ".."} & set(segments):
         return fallback
     return target
 
@@ -238,18 +242,30 @@ def sign_in():
         error = ("Enter your API key." if not key
                  else "This API key is not valid (unknown or revoked).")
         return render_template("console/sign_in.html", next=next_url, error=error), 401
-    # A fresh session on sign-in: nothing from before (a planted CSRF token) survives.
-    session.clear()
-    session["key_id"] = api_key.id
-    session["since"] = int(time.time())
+    key_id, name = api_key.id, api_key.owner.name
+    # A fresh session on sign-in: nothing from before (a planted CSRF token, a session
+    # of another key) survives.
+    _end_session()
+    session[SESSION_ID_FIELD] = sessions.start(session=db.session, redis=redis_handle(),
+                                               key_id=key_id, now=now())
     csrf_token()
-    flash(f"Signed in as {api_key.owner.name}.", "success")
+    flash(f"Signed in as {name}.", "success")
     return redirect(next_url)
+
+
+def _end_session() -> None:
+    """Revoke the cookie's session, if any (recorded before the cookie forgets it), and
+    empty the cookie."""
+    session_id = session.get(SESSION_ID_FIELD)
+    if isinstance(session_id, str):
+        sessions.end(session=db.session, redis=redis_handle(), session_id=session_id,
+                     now=now())
+    session.clear()
 
 
 @bp.post("/sign-out")
 def sign_out():
-    session.clear()
+    _end_session()
     flash("You are signed out.", "success")
     return redirect(url_for("console.sign_in"))
 

@@ -19,6 +19,7 @@ from service import feedback
 from service.console import bp
 from service.console.auth import owner_required
 from service.console.forms import lines
+from service.console.paging import page_number, page_size
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import Forbidden, NotFound, ValidationFailed, flatten_messages
@@ -30,7 +31,6 @@ from service.web.urls import base_url
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100  # as the API's paginated lists
-PAGE_NUMBER_MAX = 1_000_000  # keeps the offset within what every database takes
 # The comments filter: `shown=` in the query, `hidden` as service.feedback takes it.
 VISIBILITY = {"all": None, "shown": False, "hidden": True}
 # The page path the snippets show; the owner puts each page's own path there.
@@ -66,19 +66,11 @@ class Page:
         return {**params, self.arg: number, **size}
 
 
-def _positive(name: str, default: int, maximum: int | None = None) -> int:
-    try:
-        value = max(1, int(request.args.get(name, default)))
-    except ValueError:
-        return default
-    return min(value, maximum) if maximum else value
-
-
 def requested_page(arg: str = "page", size_arg: str = "page_size") -> Page:
     """The page asked for in the query (`?page=`, `?page_size=` up to 100, as in the API);
-    a value that is not a number falls back to the first page, of 20."""
-    size = _positive(size_arg, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX)
-    return Page(_positive(arg, 1, PAGE_NUMBER_MAX), size, arg, size_arg)
+    a value that is not a number falls back to the first page, of 20 (see `paging`)."""
+    size = page_size(size_arg, default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX)
+    return Page(page_number(arg), size, arg, size_arg)
 
 
 def owned_poll(poll_id: str) -> Poll:

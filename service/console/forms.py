@@ -31,10 +31,14 @@ def lines(text: str) -> list[str]:
 
 
 def _integer(text: str) -> int | str:
+    # ASCII digits (and a minus, for the schema's range message) only: `int()` also
+    # takes "+5", "1_0" and other scripts' digits, which the API's JSON never carries.
+    if not (text.isascii() and text.removeprefix("-").isdigit()):
+        return text  # the schema answers "Not a valid integer."
     try:
         return int(text)
-    except ValueError:
-        return text  # the schema answers "Not a valid integer."
+    except ValueError:  # beyond Python's digit limit for int()
+        return text
 
 
 def _common(form: MultiDict) -> dict:

@@ -25,6 +25,7 @@ from marshmallow import ValidationError
 
 from service.console import bp, forms
 from service.console.auth import owner_required
+from service.console.paging import page_number
 from service.exports import charts
 from service.exports import export as exports
 from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
@@ -78,8 +79,7 @@ def _form_context(**extra) -> dict:
 @bp.get("/polls")
 @owner_required
 def polls_index():
-    page = request.args.get("page", "1")
-    page = int(page) if page.isdigit() and int(page) > 0 else 1
+    page = page_number()
     found, total = polls.list_polls(session=db.session, owner=g.console_owner,
                                     offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     moment = now()

@@ -101,3 +101,9 @@ def webhook_subscribers_synced() -> str:
 def webhook_closes_checked() -> str:
     """Until when (epoch seconds) scheduled poll closes have been announced to webhooks."""
     return f"{PREFIX}:webhooks:closes-checked"
+
+
+def console_session(session_hash: str) -> str:
+    """Present while the console session with this SHA-256 id is live (its TTL the
+    session's lifetime). Console keys share the `{console}` hash tag."""
+    return f"{PREFIX}:{{console}}:session:{session_hash}"

@@ -253,3 +253,18 @@ class WebhookAttempt(Base):
     response_status: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int]
+
+
+class ConsoleSession(Base):
+    """A console sign-in. The cookie carries a random session id; only its SHA-256 is
+    kept (ids carry 256 random bits), so a copy of this table opens no console."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the id
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]

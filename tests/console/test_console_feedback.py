@@ -125,6 +125,21 @@ def test_results_per_context_are_paginated_like_the_api(console, voted):
     assert f'href="{feedback_url(poll)}?page=2&amp;page_size=2#contexts"' in first
 
 
+@pytest.mark.parametrize("page, page_size", [
+    ("%EF%BC%92", "%EF%BC%92"),  # full-width digits: int() reads them, the console not
+    ("%C2%B2", "%C2%B2"),  # "²"
+    ("1_0", "1_0"),
+    ("4611686018427387904", "4611686018427387904"),
+])
+def test_results_per_context_read_only_plain_page_numbers(console, voted, page, page_size):
+    poll, _ = voted
+    response = console.get(f"{feedback_url(poll)}?page={page}&page_size={page_size}")
+
+    assert response.status_code == 200
+    rows = Sections(response.get_data(as_text=True)).body("contexts")
+    assert [row[0] for row in rows] == ["/b", "/a", "(no context)"]
+
+
 def test_comments_come_newest_first_with_choice_labels_and_context(console, voted):
     poll, _ = voted
     rows = Sections(console.get(feedback_url(poll)).get_data(as_text=True)).body("comments")

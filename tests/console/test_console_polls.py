@@ -80,6 +80,34 @@ def test_the_list_is_paginated(console, make_poll, monkeypatch):
     assert 'rel="prev"' in last and 'rel="next"' not in last
 
 
+# What a browser sends; every one is the first page, as a console user expects.
+NOT_A_PAGE_NUMBER = [
+    "%C2%B2",  # "²": str.isdigit() says yes, int() says no
+    "%EF%BC%92",  # a full-width "2"
+    "%D9%A2",  # an Arabic-Indic "2"
+    "+2", "%202", "2%20", "1_0", "-2", "0", "2.0", "", "two",
+    "4611686018427387904",  # beyond SQLite's OFFSET once multiplied by the page size
+    "1000001",  # beyond PAGE_NUMBER_MAX
+    pytest.param("9" * 5000, id="5000-digits"),  # beyond what int() reads
+]
+
+
+@pytest.mark.parametrize("page", NOT_A_PAGE_NUMBER)
+def test_a_page_number_that_is_not_a_plain_number_shows_the_first_page(console, page):
+    response = console.get(f"/console/polls?page={page}")
+
+    assert response.status_code == 200
+    assert "You have no polls yet." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("page", ["2", "1000000"])
+def test_a_page_beyond_the_last_offers_the_first(console, page):
+    response = console.get(f"/console/polls?page={page}")
+
+    assert response.status_code == 200
+    assert "No polls on this page." in response.get_data(as_text=True)
+
+
 def test_an_owner_without_polls_is_invited_to_create_one(console):
     page = console.get("/console/polls").get_data(as_text=True)
 
@@ -151,6 +179,10 @@ def test_a_multiple_choice_poll_without_a_limit_allows_every_option(console, cli
     ({"kind": "multiple", "max_choices": "4"}, "max_choices",
      "Must be at most the number of options (3)."),
     ({"kind": "multiple", "max_choices": "two"}, "max_choices", "Not a valid integer."),
+    # int() reads these; the form, like the API's JSON, takes ASCII digits only
+    ({"kind": "multiple", "max_choices": "\uff12"}, "max_choices", "Not a valid integer."),
+    ({"results_min_votes": "1_0"}, "results_min_votes", "Not a valid integer."),
+    ({"results_min_votes": "+5"}, "results_min_votes", "Not a valid integer."),
     ({"duplicate_check": "psychic"}, "duplicate_check",
      "Must be one of: none, cookie, ip, cookie_and_ip, user."),
     ({"vote_window_seconds": "10"}, "vote_window_seconds",
