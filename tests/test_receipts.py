@@ -104,6 +104,28 @@ def test_withdrawn_vote_leaves_the_database_and_every_tally(app, client, auth, m
     assert_problem(client.delete(receipt_url(mine["vote"]["receipt"])), 404, "not_found")
 
 
+@pytest.mark.parametrize("closing", ["closed-by-owner", "closes_at-passed"])
+def test_a_closed_polls_votes_cannot_be_withdrawn(app, client, auth, make_poll, vote, clock,
+                                                  closing):
+    poll = make_poll(closes_at="2100-01-01T00:00:00Z" if closing != "closed-by-owner"
+                     else None)
+    receipt = vote(poll).get_json()["vote"]["receipt"]
+    vote(poll, ip=OTHER_IP)
+    if closing == "closed-by-owner":
+        assert client.patch(f"/api/v1/polls/{poll['id']}", json={"status": "closed"},
+                            headers=auth).status_code == 200
+    else:
+        clock.frozen = clock().replace(year=2100, month=1, day=2)
+
+    response = client.delete(receipt_url(receipt))
+
+    body = assert_problem(response, 409, "poll_closed")
+    assert "withdrawn" in body["detail"]
+    assert rows(app, Ballot, poll) == 2
+    assert tallies(client, poll, auth)["total_votes"] == 2
+    assert client.get(receipt_url(receipt)).status_code == 200
+
+
 @pytest.mark.parametrize("policy", ["cookie", "ip", "cookie_and_ip", "user"])
 @pytest.mark.parametrize("window", [None, 3600], ids=["one-vote-ever", "windowed"])
 def test_a_voter_who_withdrew_may_vote_again(app, client, auth, make_poll, vote, policy,

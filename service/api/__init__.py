@@ -21,8 +21,11 @@ def init_app(app: Flask) -> None:
         webhooks,
     )
     from service.api.base import api
+    from service.web.app import ID_MAX_LENGTH, ID_PATTERN, IdConverter
 
     api.init_app(app)
+    api.register_converter(IdConverter, lambda _converter: {
+        "type": "string", "pattern": f"^{ID_PATTERN}$", "maxLength": ID_MAX_LENGTH})
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An owner's API key."}
     )

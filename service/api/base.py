@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import http
 
 import flask
 import marshmallow as ma
+import orjson
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest import abort
 from flask_smorest.utils import prepare_response
+from marshmallow import missing
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnsupportedMediaType
 
-from service.infra.errors import PROBLEM_MIMETYPE
+from service.infra.errors import PROBLEM_MIMETYPE, ValidationFailed
 
 
 class ProblemSchema(ma.Schema):
@@ -71,11 +75,28 @@ class JsonBodyParser(FlaskParser):
         return super()._get_schema(argmap, req)
 
     def _raw_load_json(self, req: flask.Request):
+        """Parse the body with orjson: strict UTF-8 (no lone surrogates), at most 1,024
+        levels deep, numbers within a double. Hostile bodies are a 400 naming the
+        reason, never a RecursionError or a digit-limit ValueError deeper down."""
         if not req.is_json:
             raise UnsupportedMediaType(
                 "Send the body as JSON with 'Content-Type: application/json'."
             )
-        return super()._raw_load_json(req)
+        data = req.get_data(cache=True)
+        if not data:
+            return missing
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as error:  # webargs would take some for "no body"
+            self._handle_invalid_json_error(error, req)
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        reason = getattr(error, "msg", None) or str(error)
+        abort(400, exc=error, messages={"json": [f"The request body is not valid JSON: {reason}."]})
+
+
+# Beyond any list an owner has; bounded so the offset fits a 64-bit integer in SQL.
+MAX_PAGE = 1_000_000
 
 
 class Blueprint(SmorestBlueprint):
@@ -83,6 +104,24 @@ class Blueprint(SmorestBlueprint):
     inside the view's decorators, so an owner endpoint checks the key (401) first."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+    def paginate(self, *args, **kwargs):
+        """flask-smorest's pagination, with `page` at most MAX_PAGE (a 422 naming it)."""
+        paginated = super().paginate(*args, **kwargs)
+
+        def decorator(func):
+            view = paginated(func)
+
+            @functools.wraps(view)
+            def bounded(*view_args, **view_kwargs):
+                raw = flask.request.args.get("page", "")
+                if len(raw) > len(str(MAX_PAGE)) or (raw.isdecimal() and int(raw) > MAX_PAGE):
+                    raise ValidationFailed({"page": [f"Must be at most {MAX_PAGE}."]})
+                return view(*view_args, **view_kwargs)
+
+            return bounded
+
+        return decorator
 
 
 api = Api()

@@ -158,7 +158,7 @@ def _attachment(chunks: Iterator[bytes], *, fmt: str, name: str):
     return response
 
 
-@blp.route("/polls/<poll_id>/export")
+@blp.route("/polls/<id:poll_id>/export")
 class PollExport(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY, responses=POLL_EXPORT_RESPONSES)
@@ -194,7 +194,7 @@ class AccountExport(MethodView):
                            fmt=params.fmt, name=name)
 
 
-@blp.route("/polls/<poll_id>/timeseries.svg")
+@blp.route("/polls/<id:poll_id>/timeseries.svg")
 class TimeseriesChart(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY, responses=CHART_RESPONSES)

@@ -12,7 +12,7 @@ from service.api.base import Blueprint
 from service.api.common import OWNER_SECURITY, owner_errors, owner_only
 from service.infra.clock import now
 from service.infra.db import db
-from service.infra.fields import Origin, StrictBoolean, Trimmed, UTCDateTime
+from service.infra.fields import Origin, StrictBoolean, Text, Trimmed, UTCDateTime
 from service.infra.redis import redis_handle
 from service.polls import manage as polls
 from service.polls.schemas import LOCALE_FIELD, QUESTION_MAX, PollSchema
@@ -63,7 +63,7 @@ class CommentsQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE  # ?page= and ?page_size= are the paginator's
 
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+    context = Text(validate=validate.Length(1, CONTEXT_MAX))
     hidden = fields.Boolean(metadata={"description": "Only hidden (true) or shown (false)."})
 
 
@@ -82,7 +82,7 @@ def _owned_poll(poll_id: str):
     return polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
 
 
-@blp.route("/<poll_id>/contexts")
+@blp.route("/<id:poll_id>/contexts")
 class Contexts(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
@@ -100,7 +100,7 @@ class Contexts(MethodView):
         return found
 
 
-@blp.route("/<poll_id>/comments")
+@blp.route("/<id:poll_id>/comments")
 class Comments(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
@@ -120,7 +120,7 @@ class Comments(MethodView):
         return found
 
 
-@blp.route("/<poll_id>/comments/<vote_id>")
+@blp.route("/<id:poll_id>/comments/<id:vote_id>")
 class CommentById(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

@@ -20,7 +20,7 @@ blp = Blueprint(
 )
 
 
-@blp.route("/<poll_id>/integrity")
+@blp.route("/<id:poll_id>/integrity")
 class Integrity(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

@@ -65,7 +65,7 @@ class Polls(MethodView):
         return [_owner_view(poll) for poll in found]
 
 
-@blp.route("/<poll_id>")
+@blp.route("/<id:poll_id>")
 class PollById(MethodView):
     @blp.response(200, PollSchema)
     @blp.alt_response(404, description="Unknown poll")
@@ -98,7 +98,7 @@ class PollById(MethodView):
         polls.delete_poll(session=db.session, redis=redis_handle(), poll=poll)
 
 
-@blp.route("/<poll_id>/signing-secret")
+@blp.route("/<id:poll_id>/signing-secret")
 class SigningSecret(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

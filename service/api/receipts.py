@@ -18,7 +18,7 @@ blp = Blueprint(
 )
 
 
-@blp.route("/<receipt>")
+@blp.route("/<id:receipt>")
 class Receipt(MethodView):
     @blp.response(200, ReceiptVoteSchema)
     @blp.alt_response(404, description="Unknown or withdrawn receipt")
@@ -29,6 +29,7 @@ class Receipt(MethodView):
 
     @blp.response(204)
     @blp.alt_response(404, description="Unknown or withdrawn receipt")
+    @blp.alt_response(409, description="`poll_closed`: a closed poll's votes are final")
     def delete(self, receipt):
         """Withdraw the vote: it leaves the tallies and the voter may vote again."""
         ballot = receipts.get_ballot(session=db.session, receipt=receipt)

@@ -19,7 +19,7 @@ from service.web import cors
 blp = Blueprint("stream", __name__, url_prefix="/api/v1/polls", description="Read results.")
 
 
-@blp.route("/<poll_id>/tallies/stream")
+@blp.route("/<id:poll_id>/tallies/stream")
 class TalliesStream(MethodView):
     @blp.doc(responses={"200": {
         "description": (

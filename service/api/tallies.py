@@ -25,7 +25,7 @@ ETAG_HEX_CHARS = 32
 VARY = "Authorization, Cookie"
 
 
-@blp.route("/<poll_id>/tallies")
+@blp.route("/<id:poll_id>/tallies")
 class Tallies(MethodView):
     @blp.arguments(TalliesQuerySchema, location="query")
     @blp.response(200, TalliesSchema, headers={"ETag": {"schema": {"type": "string"}}})

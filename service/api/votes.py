@@ -53,7 +53,7 @@ def _counts_unparsed_attempts(view):
     return wrapper
 
 
-@blp.route("/<poll_id>/votes")
+@blp.route("/<id:poll_id>/votes")
 class Votes(MethodView):
     @_counts_unparsed_attempts
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])

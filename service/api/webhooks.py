@@ -10,7 +10,7 @@ from service.api.base import Blueprint
 from service.api.common import OWNER_SECURITY, owner_errors, owner_only
 from service.infra.clock import now
 from service.infra.db import db
-from service.infra.fields import UTCDateTime
+from service.infra.fields import Text, UTCDateTime
 from service.infra.redis import redis_handle
 from service.polls import manage as polls
 from service.web.owner import require_owner
@@ -27,12 +27,12 @@ PAGE_SIZE_MAX = 100
 
 
 class WebhookCreateSchema(Schema):
-    url = fields.String(required=True, validate=validate.Length(1, webhooks.URL_MAX), metadata={
+    url = Text(required=True, validate=validate.Length(1, webhooks.URL_MAX), metadata={
         "description": "https only; hosts resolving to loopback, private, link-local, "
                        "multicast or reserved addresses are refused (SSRF guard)."})
     events = fields.List(fields.String(validate=validate.OneOf(EVENTS)),
                          required=True, validate=validate.Length(1, len(EVENTS)))
-    poll_id = fields.String(load_default=None, allow_none=True, metadata={
+    poll_id = Text(load_default=None, allow_none=True, metadata={
         "description": "One poll of the owner's, or null for all of them."})
 
 
@@ -116,7 +116,7 @@ class Webhooks(MethodView):
         return [_view(webhook) for webhook in found]
 
 
-@blp.route("/<webhook_id>")
+@blp.route("/<id:webhook_id>")
 class WebhookById(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
@@ -136,7 +136,7 @@ class WebhookById(MethodView):
                                 webhook=_owned(webhook_id))
 
 
-@blp.route("/<webhook_id>/deliveries")
+@blp.route("/<id:webhook_id>/deliveries")
 class Deliveries(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)
@@ -154,7 +154,7 @@ class Deliveries(MethodView):
         return found
 
 
-@blp.route("/<webhook_id>/test")
+@blp.route("/<id:webhook_id>/test")
 class TestSend(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

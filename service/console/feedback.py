@@ -110,7 +110,7 @@ def _comment_filters() -> dict[str, str]:
             "shown": shown if shown in VISIBILITY else "all"}
 
 
-@bp.get("/polls/<poll_id>/feedback")
+@bp.get("/polls/<id:poll_id>/feedback")
 @owner_required
 def poll_feedback(poll_id: str):
     """Results per context, most votes first, and the comments, newest first."""
@@ -132,7 +132,7 @@ def poll_feedback(poll_id: str):
     )
 
 
-@bp.post("/polls/<poll_id>/feedback/comments/<vote_id>")
+@bp.post("/polls/<id:poll_id>/feedback/comments/<id:vote_id>")
 @owner_required
 def poll_comment_visibility(poll_id: str, vote_id: str):
     """Hide a comment from every public surface, or show it again; back to the list."""

@@ -112,7 +112,7 @@ def poll_new():
     return redirect(url_for("console.poll_show", poll_id=poll.id))
 
 
-@bp.route("/polls/<poll_id>/edit", methods=["GET", "POST"])
+@bp.route("/polls/<id:poll_id>/edit", methods=["GET", "POST"])
 @owner_required
 def poll_edit(poll_id: str):
     poll = _owned(poll_id)
@@ -148,7 +148,7 @@ def results_of(poll: Poll) -> dict:
     return results.tallies_view(poll, _counts(poll), now=now(), suppressed=False)
 
 
-@bp.get("/polls/<poll_id>")
+@bp.get("/polls/<id:poll_id>")
 @owner_required
 def poll_show(poll_id: str):
     poll = _owned(poll_id)
@@ -171,7 +171,7 @@ def poll_show(poll_id: str):
     )
 
 
-@bp.get("/polls/<poll_id>/stream")
+@bp.get("/polls/<id:poll_id>/stream")
 @owner_required
 def poll_stream(poll_id: str):
     """The owner's live tallies (Server-Sent Events, as the API's stream, never
@@ -205,7 +205,7 @@ def poll_stream(poll_id: str):
 # --- close, reopen, delete --------------------------------------------------------------
 
 
-@bp.post("/polls/<poll_id>/status")
+@bp.post("/polls/<id:poll_id>/status")
 @owner_required
 def poll_status(poll_id: str):
     poll = _owned(poll_id)
@@ -225,7 +225,7 @@ def poll_status(poll_id: str):
     return redirect(url_for("console.poll_show", poll_id=poll.id))
 
 
-@bp.route("/polls/<poll_id>/delete", methods=["GET", "POST"])
+@bp.route("/polls/<id:poll_id>/delete", methods=["GET", "POST"])
 @owner_required
 def poll_delete(poll_id: str):
     poll = _owned(poll_id)
@@ -245,7 +245,7 @@ def poll_delete(poll_id: str):
 # --- signing secret ---------------------------------------------------------------------
 
 
-@bp.post("/polls/<poll_id>/signing-secret")
+@bp.post("/polls/<id:poll_id>/signing-secret")
 @owner_required
 def poll_signing_secret(poll_id: str):
     poll = _owned(poll_id)
@@ -282,7 +282,7 @@ def _download(chunks: Iterator[bytes], *, fmt: str, name: str):
     return response
 
 
-@bp.get("/polls/<poll_id>/export")
+@bp.get("/polls/<id:poll_id>/export")
 @owner_required
 def poll_export(poll_id: str):
     """The API's export of one poll, as a download for the signed-in owner."""
@@ -312,7 +312,7 @@ def account_export():
                      name=f"pollbox-tallies-{moment:%Y-%m-%d}.{params.fmt}")
 
 
-@bp.get("/polls/<poll_id>/timeseries.svg")
+@bp.get("/polls/<id:poll_id>/timeseries.svg")
 @owner_required
 def poll_timeseries_svg(poll_id: str):
     """Votes over time per option, the API's SVG chart; `download=1` saves it."""
@@ -332,7 +332,7 @@ def poll_timeseries_svg(poll_id: str):
     return response
 
 
-@bp.get("/polls/<poll_id>/integrity")
+@bp.get("/polls/<id:poll_id>/integrity")
 @owner_required
 def poll_integrity(poll_id: str):
     poll = _owned(poll_id)

@@ -135,7 +135,7 @@ def webhook_new():
     return page, 422 if errors else 200
 
 
-@bp.get("/webhooks/<webhook_id>")
+@bp.get("/webhooks/<id:webhook_id>")
 @owner_required
 def webhook_show(webhook_id: str):
     """A webhook and its deliveries log: newest first, every attempt, the next retry."""
@@ -151,7 +151,7 @@ def webhook_show(webhook_id: str):
     )
 
 
-@bp.post("/webhooks/<webhook_id>/test")
+@bp.post("/webhooks/<id:webhook_id>/test")
 @owner_required
 def webhook_test(webhook_id: str):
     """Queue a signed `webhook.test` delivery, then show it in the log."""
@@ -162,7 +162,7 @@ def webhook_test(webhook_id: str):
     return redirect(url_for("console.webhook_show", webhook_id=webhook_id))
 
 
-@bp.route("/webhooks/<webhook_id>/delete", methods=["GET", "POST"])
+@bp.route("/webhooks/<id:webhook_id>/delete", methods=["GET", "POST"])
 @owner_required
 def webhook_delete(webhook_id: str):
     """Ask first (GET); delete the webhook with its deliveries (POST)."""

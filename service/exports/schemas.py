@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from service.exports import export as exports
-from service.infra.fields import UTCDateTime
+from service.infra.fields import Text, UTCDateTime
 from service.tallies.schemas import CONTEXT_MAX
 
 CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -22,7 +22,7 @@ class ExportQuerySchema(Schema):
     )
     from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
     to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+    context = Text(validate=validate.Length(1, CONTEXT_MAX))
     bom = fields.Boolean(
         load_default=False,
         metadata={"description": "`1`: start a CSV with a UTF-8 byte order mark (Excel)."},
@@ -34,4 +34,4 @@ class ChartQuerySchema(Schema):
                              validate=validate.OneOf(exports.INTERVALS))
     from_ = UTCDateTime(data_key="from", metadata={"description": TIME_DESCRIPTION})
     to = UTCDateTime(metadata={"description": TIME_DESCRIPTION})
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+    context = Text(validate=validate.Length(1, CONTEXT_MAX))

@@ -59,6 +59,9 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
             environ.get("CONSOLE_SIGNIN_LIMIT") or DEFAULT_CONSOLE_SIGNIN_LIMIT
         ),
         "PUBLIC_BASE_URL": (environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        # Flask's own: when set, a request for any other Host is a 400. When unset and
+        # PUBLIC_BASE_URL is unset too, absolute URLs are built only for loopback hosts.
+        "TRUSTED_HOSTS": _names(environ, "TRUSTED_HOSTS"),
         "LOG_FORMAT": _choice(environ, "LOG_FORMAT", "json", LOG_FORMATS),
         "LOG_LEVEL": _choice(environ, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         # Set (by deploy/gunicorn.conf.py) when several worker processes share metrics.
@@ -131,6 +134,12 @@ def _ports(environ: Mapping[str, str], name: str,
     if not all(1 <= port <= PORT_MAX for port in ports):
         raise ConfigError(f"{name} must hold ports from 1 to {PORT_MAX}, got {raw!r}")
     return ports
+
+
+def _names(environ: Mapping[str, str], name: str) -> list[str] | None:
+    """A comma-separated list, or None when unset."""
+    names = [part.strip() for part in (environ.get(name) or "").split(",") if part.strip()]
+    return names or None
 
 
 def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...],

@@ -7,7 +7,7 @@ from http import HTTPStatus
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,12 @@ class Unauthorized(ServiceError):
 
     def __init__(self, detail: str | None = None):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="pollbox"'})
+
+
+class UntrustedHost(ServiceError):
+    status, code = 400, "untrusted_host"
+    detail = ("This Host is not one the service answers for: set PUBLIC_BASE_URL (or "
+              "TRUSTED_HOSTS) to the address the service is reached at.")
 
 
 class Forbidden(ServiceError):
@@ -177,6 +183,8 @@ def webargs_errors(error: HTTPException) -> dict[str, list[str]]:
 
 def handle_http_exception(error: HTTPException) -> Response:
     """Render werkzeug/webargs HTTP errors, including unhandled exceptions as 500."""
+    if isinstance(error, SecurityError):  # Flask's TRUSTED_HOSTS refused the Host header
+        return handle_service_error(UntrustedHost())
     status = error.code or 500
     code = HTTP_CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
     headers = dict((getattr(error, "data", None) or {}).get("headers") or {})
@@ -192,7 +200,9 @@ def handle_http_exception(error: HTTPException) -> Response:
             status, code, ValidationFailed.detail, errors=webargs_errors(error), headers=headers
         )
     if status == 400 and (getattr(error, "data", None) or {}).get("messages"):
-        return problem(status, code, "The request body is not valid JSON.", headers=headers)
+        reasons = [m for ms in webargs_errors(error).values() for m in ms]
+        detail = reasons[0] if reasons else "The request body is not valid JSON."
+        return problem(status, code, detail, headers=headers)
     return problem(status, code, error.description, headers=headers)
 
 

@@ -3,7 +3,7 @@ UTC times and web origins."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from marshmallow import ValidationError, fields
@@ -11,9 +11,23 @@ from marshmallow import ValidationError, fields
 from service.infra.clock import iso
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 
 
-class Trimmed(fields.String):
+class Text(fields.String):
+    """A string without NUL characters, which PostgreSQL's text cannot hold: refused here,
+    naming the field, before any vote is claimed or any answer starts streaming."""
+
+    default_error_messages = {"nul": "Must not contain NUL characters."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise self.make_error("nul")
+        return text
+
+class Trimmed(Text):
     """A string with surrounding whitespace removed before validation."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -40,7 +54,12 @@ class StrictInteger(fields.Integer):
         return super()._validated(value)
 
 class UTCDateTime(fields.AwareDateTime):
-    """ISO 8601 in; ISO 8601 UTC with a `Z` suffix out. Times without an offset are UTC."""
+    """ISO 8601 in; ISO 8601 UTC with a `Z` suffix out. Times without an offset are UTC.
+    Times are bounded, so arithmetic on them (windows, buckets, expiries) never overflows."""
+
+    default_error_messages = {
+        "range": f"Must be a time from {EARLIEST_TIME.year} to before {LATEST_TIME.year}.",
+    }
 
     def __init__(self, **kwargs):
         super().__init__(format="iso", default_timezone=UTC, **kwargs)
@@ -51,9 +70,16 @@ class UTCDateTime(fields.AwareDateTime):
         return iso(value)
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).astimezone(UTC)
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            raise self.make_error("range") from None
+        if not EARLIEST_TIME <= moment < LATEST_TIME:
+            raise self.make_error("range")
+        return moment
 
-class Origin(fields.String):
+class Origin(Text):
     """A web origin `scheme://host[:port]`, normalized as browsers send it."""
 
     def _deserialize(self, value, attr, data, **kwargs):

@@ -137,6 +137,23 @@ def read(*, session: Session, redis: RedisHandle, poll: Poll, context: str | Non
     return rebuild(engine=session.get_bind(), redis=redis, poll_id=poll.id, context=context)
 
 
+def drop(*, redis: RedisHandle, poll_id: str, scopes: list[str | None], reason: str) -> None:
+    """Delete tallies whose ballots changed other than by a count (a withdrawal, a
+    purge), so the next read rebuilds them from the database exactly (counts only ever
+    add). Their rebuild locks go too: a rebuild whose snapshot still held the old
+    ballots then finds its lock lost and stores nothing (lua/rebuild.lua)."""
+    doomed = []
+    for scope in scopes:
+        tally, _pending, lock, _included = keys.tally_scope(poll_id, scope)
+        doomed += [tally, lock]
+    missed = tuple((poll_id, scope) for scope in scopes)
+    # Should Redis fail, they are dropped once it answers again (outage.Outage.succeeded).
+    with redis.fallback(f"dropping the tallies of a {reason} vote", missed=missed):
+        redis.client.delete(*doomed)
+        # Live streams re-read the (rebuilt) tally when told (service/tallies/stream.py).
+        redis.client.publish(keys.tally_changes(poll_id), reason)
+
+
 def rebuild(*, engine: Engine, redis: RedisHandle, poll_id: str,
             context: str | None = None) -> Counts:
     """Store the tally read from a database snapshot, exactly: ballots committed while it

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from service.infra.fields import Text
+
 # A vote's `context` (the page it was cast on), by which results may be filtered.
 CONTEXT_MAX = 500
 
@@ -25,4 +27,4 @@ class TalliesSchema(Schema):
     updated_at = fields.String()
 
 class TalliesQuerySchema(Schema):
-    context = fields.String(validate=validate.Length(1, CONTEXT_MAX))
+    context = Text(validate=validate.Length(1, CONTEXT_MAX))

@@ -25,6 +25,7 @@ from service.infra.clock import epoch_ms, iso
 from service.infra.errors import (
     DuplicateVote,
     IdempotencyKeyInUse,
+    NotFound,
     PollClosed,
     ServiceError,
     ValidationFailed,
@@ -137,10 +138,13 @@ class Voting:
         """Count an attempt whose body could not be parsed (it counts, as every attempt
         does): a refusal when it is over the rate limit, else None."""
         attempt = _Attempt(poll_id=poll_id, facts=facts, now=self.clock())
+        unknown = self._unknown_poll(attempt)
+        if unknown is not None:
+            return unknown
         try:
             self._count_limit(attempt)
         except RateLimited as limited:
-            return Refused(limited, None)
+            return Refused(limited, attempt.poll)
         return None
 
     def _cast(self, attempt: _Attempt, ballot: Ballot) -> Accepted:
@@ -155,7 +159,21 @@ class Voting:
         attempt.poll = poll = self.polls.get(attempt.poll_id)
         return _Casting(self, attempt, poll, ballot, key, verified=True).run()
 
+    def _unknown_poll(self, attempt: _Attempt) -> Refused | None:
+        """A 404 for a poll that does not exist, before anything is counted: an unknown
+        id never makes a Redis key (anyone could fill Redis with them)."""
+        if attempt.poll is None:
+            try:
+                attempt.poll = self.polls.peek(attempt.poll_id) or self.polls.get(
+                    attempt.poll_id)
+            except NotFound as error:
+                return Refused(error, None)
+        return None
+
     def _refused(self, attempt: _Attempt, error: ServiceError) -> Refused:
+        unknown = self._unknown_poll(attempt)
+        if unknown is not None:
+            return unknown
         try:
             self._count_limit(attempt)
         except RateLimited as limited:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from service.infra import keys
-from service.infra.errors import NotFound
-from service.infra.models import Ballot, BallotChoice, Option
+from service.infra.errors import NotFound, PollClosed
+from service.infra.models import Ballot, BallotChoice, Option, Poll
 from service.infra.redis import RedisHandle
+from service.tallies import counts as tallies
 from service.voting import integrity
 from service.voting.ballot import receipt_hash
 
@@ -55,17 +56,28 @@ def vote_view(*, session: Session, ballot: Ballot) -> dict:
 
 def withdraw(*, session: Session, redis: RedisHandle, ballot: Ballot, now: datetime) -> None:
     """Delete the ballot (its choices and claims cascade) in one transaction, then free
-    the voter's duplicate-check claims and make the poll's tallies exact again."""
+    the voter's duplicate-check claims and make the poll's tallies exact again. A closed
+    poll's results are final: PollClosed, and nothing changes."""
     poll_id, context = ballot.poll_id, ballot.context
     identities = [
         f"{kind}:{getattr(ballot, column)}"
         for kind, column in IDENTITY_COLUMNS.items()
         if getattr(ballot, column) is not None
     ]
-    deleted = session.execute(delete(Ballot).where(Ballot.id == ballot.id)).rowcount
+    # The poll's openness is part of the DELETE, so a close that commits first wins.
+    still_open = exists().where(
+        Poll.id == poll_id, Poll.closed_at.is_(None),
+        or_(Poll.closes_at.is_(None), Poll.closes_at > now),
+    )
+    deleted = session.execute(
+        delete(Ballot).where(Ballot.id == ballot.id, still_open)
+    ).rowcount
     session.commit()
-    if not deleted:  # withdrawn by a concurrent request
-        raise UnknownReceipt()
+    if not deleted:
+        poll = session.get(Poll, poll_id)
+        if poll is not None and poll.status_at(now) == "closed":
+            raise PollClosed("This poll is closed: its votes can no longer be withdrawn.")
+        raise UnknownReceipt()  # withdrawn by a concurrent request
     # Claims held by another ballot are kept (lua/release.lua checks the ballot id), so
     # every identity the ballot recorded can be offered, whatever the poll checks now.
     with redis.fallback("releasing a vote's claim"):
@@ -74,23 +86,6 @@ def withdraw(*, session: Session, redis: RedisHandle, ballot: Ballot, now: datet
         # Forget the key, so that a retry with it votes afresh.
         with redis.fallback("forgetting an Idempotency-Key"):
             redis.client.delete(keys.idempotency(poll_id, ballot.idempotency_hash))
-    _drop_tallies(redis=redis, poll_id=poll_id, context=context)
+    tallies.drop(redis=redis, poll_id=poll_id,
+                 scopes=[None] if context is None else [None, context], reason="withdrawn")
     integrity.record(redis=redis, poll_id=poll_id, outcome=integrity.WITHDRAWN, at=now)
-
-
-def _drop_tallies(*, redis: RedisHandle, poll_id: str, context: str | None) -> None:
-    """Delete the tallies the ballot was counted in, so the next read rebuilds them from
-    the database exactly (counts only ever add; a withdrawal is not a negative count).
-    Their rebuild locks go too: a rebuild whose snapshot still held the ballot then finds
-    its lock lost and stores nothing (lua/rebuild.lua)."""
-    scopes = [None] if context is None else [None, context]
-    doomed = []
-    for scope in scopes:
-        tally, _pending, lock, _included = keys.tally_scope(poll_id, scope)
-        doomed += [tally, lock]
-    missed = tuple((poll_id, scope) for scope in scopes)
-    # Should Redis fail, they are dropped once it answers again (outage.Outage.succeeded).
-    with redis.fallback("dropping a withdrawn vote's tallies", missed=missed):
-        redis.client.delete(*doomed)
-        # Live streams re-read the (rebuilt) tally when told (service/tallies/stream.py).
-        redis.client.publish(keys.tally_changes(poll_id), "withdrawn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from service.infra.fields import StrictInteger, Trimmed, UTCDateTime
+from service.infra.fields import StrictInteger, Text, Trimmed, UTCDateTime
 from service.polls.schemas import OPTIONS_MAX
 from service.tallies.schemas import CONTEXT_MAX, TalliesSchema
 
@@ -14,8 +14,8 @@ USER_ID_MAX = 255
 
 
 class SignedVoterSchema(Schema):
-    id = fields.String(required=True, validate=validate.Length(1, USER_ID_MAX))
-    sig = fields.String(
+    id = Text(required=True, validate=validate.Length(1, USER_ID_MAX))
+    sig = Text(
         required=True,
         validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="Must be 64 hex digits."),
     )
@@ -31,7 +31,7 @@ class VoteSchema(Schema):
     comment = Trimmed(
         allow_none=True, load_default=None, validate=validate.Length(1, COMMENT_MAX)
     )
-    context = fields.String(
+    context = Text(
         allow_none=True, load_default=None, validate=validate.Length(1, CONTEXT_MAX)
     )
     voter = fields.Nested(

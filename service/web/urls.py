@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from service.infra.errors import UntrustedHost
+
+# With neither PUBLIC_BASE_URL nor TRUSTED_HOSTS set (the quick start), the Host header
+# is believed only for these: anyone can send any Host, and pages and oEmbed answers
+# built from it are cached by proxies for others.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
 
 def base_url() -> str:
-    """The public base URL: `PUBLIC_BASE_URL`, else the one the request came in on."""
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
+    """The public base URL: `PUBLIC_BASE_URL`, else the one the request came in on when
+    that host is trusted (TRUSTED_HOSTS, which Flask checks, or a loopback name)."""
+    configured = current_app.config.get("PUBLIC_BASE_URL")
+    if configured:
+        return configured
+    if not current_app.config.get("TRUSTED_HOSTS") and _hostname(request.host) \
+            not in LOOPBACK_HOSTS:
+        raise UntrustedHost()
+    return request.host_url.rstrip("/")
+
+
+def _hostname(host: str) -> str:
+    """`host[:port]` or `[v6][:port]` without the port, lower-cased."""
+    host = host.lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
 
 
 def own_origin() -> str:

@@ -18,6 +18,7 @@ from service.widgets.blueprint import blp
 OEMBED_WIDTH = 480
 OEMBED_HEIGHT = 400
 OEMBED_CACHE_SECONDS = 3600
+MAX_SIZE_DIGITS = 6
 POLL_PATHS = (re.compile(r"^/p/([A-Za-z0-9_-]{1,32})/?$"),
               re.compile(r"^/polls/([A-Za-z0-9_-]{1,32})/widget/?$"))
 
@@ -43,7 +44,8 @@ def _positive_int(name: str) -> int | None:
     raw = request.args.get(name)
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only (str.isdigit() takes "²"), and few enough to be a size.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_SIZE_DIGITS or int(raw) < 1:
         raise ValidationFailed({name: ["Must be a positive integer."]})
     return int(raw)
 

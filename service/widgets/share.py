@@ -19,7 +19,7 @@ from service.widgets.blueprint import blp
 from service.widgets.texts import apply_locale
 
 
-@blp.get("/p/<poll_id>")
+@blp.get("/p/<id:poll_id>")
 def share(poll_id: str):
     """A page to link to: Open Graph tags, the oEmbed discovery link, and the widget."""
     session, moment = db.session, now()

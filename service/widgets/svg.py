@@ -37,7 +37,7 @@ def _svg_text(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-@blp.get("/polls/<poll_id>/results.svg")
+@blp.get("/polls/<id:poll_id>/results.svg")
 def results_svg(poll_id: str):
     """The current results as an SVG bar chart (for emails, READMEs: no script)."""
     session, moment = db.session, now()

@@ -41,7 +41,7 @@ VOTER_STATES_EXTENSION = "pollbox.widget_voter_states"
 VOTE_SCHEMA = VoteSchema()
 
 
-@blp.get("/polls/<poll_id>/widget")
+@blp.get("/polls/<id:poll_id>/widget")
 def widget(poll_id: str):
     """The poll as a small page for an iframe: the form, or the results."""
     session, moment = db.session, now()
@@ -52,10 +52,8 @@ def widget(poll_id: str):
     lang = apply_locale(poll, shown)
     secret = current_app.config["SECRET_KEY"]
     voter = current_voter()
-    just_voted = tokens.is_valid(
-        request.args.get("voted"), secret=secret, purpose=tokens.VOTED_PURPOSE,
-        poll_id=poll.id, now=moment,
-    )
+    just_voted = tokens.is_voted(request.args.get("voted"), secret=secret, poll_id=poll.id,
+                                 voter=voter, now=moment)
     voted = just_voted or _has_voted(poll, voter, secret=secret,
                                      tally=_counts_key(counts) if exact else None)
     visible = results_visible(poll, now=moment, is_owner=False, has_voted=lambda: voted)
@@ -176,7 +174,7 @@ def _form_ballot(poll, shown: display.Display) -> Ballot:
         raise ValidationFailed({"_form": ["Invalid vote."]}, detail="invalid") from None
 
 
-@blp.post("/polls/<poll_id>/widget")
+@blp.post("/polls/<id:poll_id>/widget")
 def widget_vote(poll_id: str):
     """The no-JS vote: check the form token, cast the vote as the JSON API does (one
     rate limit, one count of outcomes), and answer 303 back to the widget, which then
@@ -203,6 +201,5 @@ def widget_vote(poll_id: str):
     if isinstance(result, Refused):
         error = result.error
         return back(error="invalid" if isinstance(error, ValidationFailed) else error.code)
-    return back(voted=tokens.issue(secret=secret, purpose=tokens.VOTED_PURPOSE,
-                                   poll_id=poll.id, now=moment,
-                                   lifetime=tokens.VOTED_TOKEN_SECONDS))
+    return back(voted=tokens.issue_voted(secret=secret, poll_id=poll.id, voter=facts.voter,
+                                         now=moment))

@@ -346,13 +346,10 @@ def test_a_failed_commit_frees_the_claims_and_the_key_and_counts_nothing():
     (a_poll(closed_at=NOW), {}, PollClosed, "poll_closed"),
     (a_poll(allowed_origins=("https://a.example",)), {"origin": "https://b.example"},
      OriginNotAllowed, "origin_not_allowed"),
-    (None, {}, NotFound, None),
-], ids=["closed", "other-site", "unknown-poll"])
+], ids=["closed", "other-site"])
 def test_an_attempt_refused_early_counts_towards_the_limit_and_its_outcome(poll, request_,
                                                                            error, outcome):
     voting = a_voting(poll=poll)
-    if poll is None:
-        voting.polls.current = None
 
     result = cast(voting, **request_)
 
@@ -360,6 +357,16 @@ def test_an_attempt_refused_early_counts_towards_the_limit_and_its_outcome(poll,
     [counted] = voting.scripts.admitted
     assert counted.limits and counted.identities == ()  # the limit only
     assert voting.scripts.outcomes == ([outcome] if outcome else [])
+
+
+def test_a_vote_in_an_unknown_poll_is_refused_before_redis_is_touched():
+    voting = a_voting()
+    voting.polls.current = None
+
+    assert isinstance(refusal(cast(voting)), NotFound)
+    assert isinstance(refusal(voting.count_unparsed(poll_id="nope", facts=facts())),
+                      NotFound)
+    assert voting.scripts.admitted == [] and voting.scripts.outcomes == []
 
 
 def test_an_early_refusal_over_the_limit_answers_429():

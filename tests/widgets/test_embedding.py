@@ -259,3 +259,75 @@ def test_hostile_text_stays_text_in_oembed(client, hostile_poll):
     assert [tag for tag, _ in page.tags] == ["iframe"]
     assert page.event_handlers() == []
     assert page.named("iframe")[0]["title"] == f"Poll: {body['title']}"
+
+
+# -- the Host header ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_with(app):
+    """The stack's app again, with some configuration changed."""
+    from service import create_app
+    from service.infra.db import db
+
+    made = []
+
+    def make(**config):
+        keep = ("TESTING", "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "CLOCK")
+        other = create_app({**{name: app.config[name] for name in keep}, **config})
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("path", ["/p/{id}", "/oembed?url=http://evil.example/p/{id}",
+                                  "/api/v1/polls/{id}"])
+def test_absolute_urls_are_never_built_from_an_untrusted_host(client, make_poll, auth, path):
+    poll = make_poll()
+
+    response = client.get(path.format(id=poll["id"]), headers={"Host": "evil.example",
+                                                                 **auth})
+
+    assert response.status_code == 400
+    if response.is_json:
+        assert response.get_json()["code"] == "untrusted_host"
+    assert b"evil.example" not in response.get_data()
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000"])
+def test_the_quick_start_hosts_are_trusted_without_configuration(client, make_poll, host):
+    poll = make_poll()
+
+    response = client.get(f"/p/{poll['id']}", headers={"Host": host})
+
+    assert response.status_code == 200
+    assert f"http://{host}/embed.js" in response.get_data(as_text=True)
+
+
+def test_public_base_url_is_used_whatever_the_host(app_with, make_poll):
+    poll = make_poll()
+    client = app_with(PUBLIC_BASE_URL="https://polls.example.org").test_client()
+
+    response = client.get(f"/p/{poll['id']}", headers={"Host": "evil.example"})
+
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "https://polls.example.org/embed.js" in page and "evil.example" not in page
+
+
+def test_trusted_hosts_admit_their_names_and_refuse_others(app_with, make_poll):
+    poll = make_poll()
+    client = app_with(TRUSTED_HOSTS=["polls.example.org"]).test_client()
+
+    trusted = client.get(f"/p/{poll['id']}", headers={"Host": "polls.example.org"})
+    untrusted = client.get(f"/p/{poll['id']}", headers={"Host": "evil.example"})
+
+    assert trusted.status_code == 200
+    assert "http://polls.example.org/embed.js" in trusted.get_data(as_text=True)
+    assert untrusted.status_code == 400
+    assert untrusted.get_json()["code"] == "untrusted_host"
+    assert b"evil.example" not in untrusted.get_data()

@@ -94,7 +94,7 @@ def test_no_js_vote_carries_other_comment_and_context(client, make_poll, app):
 
 
 @pytest.mark.parametrize("token", [
-    "", "garbage", "9999999999.deadbeef", "1.2.3",
+    "", "garbage", "9999999999.deadbeef", "1.2.3", "\u00b2.x", "\u0663\u0663.x",
 ])
 def test_forged_form_token_counts_nothing(client, make_poll, app, token):
     poll = make_poll()
@@ -200,6 +200,48 @@ def test_voted_redirect_shows_after_vote_results_without_a_cookie(client, make_p
     forged = widget(browser, poll, voted="1795960790.00").get_data(as_text=True)
     assert 'id="pb-form"' in forged
     assert "Total votes: 1" not in forged
+
+
+def _voted_mark(response) -> str:
+    return parse_qs(urlsplit(response.headers["Location"]).query)["voted"][0]
+
+
+@pytest.mark.parametrize("cookies", [True, False], ids=["cookie", "no-cookie"])
+def test_the_voted_mark_shows_results_to_the_voter_only(client, make_poll, app, cookies):
+    poll = make_poll(results="after_vote", duplicate_check="none")
+    voter = app.test_client(use_cookies=cookies)
+    mark = _voted_mark(form_vote(voter, poll))
+    assert "Total votes: 1" in widget(voter, poll, voted=mark).get_data(as_text=True)
+
+    # Someone else holding the 303 URL: another browser, or (for a mark given to a
+    # browser without cookies) another address.
+    stranger = app.test_client(use_cookies=cookies)
+    ip = OTHER_IP if not cookies else HOME_IP
+    page = widget(stranger, poll, ip=ip, voted=mark).get_data(as_text=True)
+    assert 'id="pb-form"' in page and "Total votes: 1" not in page
+    api = client.get(f"/api/v1/polls/{poll['id']}/tallies",
+                     environ_overrides={"REMOTE_ADDR": ip})
+    assert api.status_code == 403
+
+
+def test_a_voted_mark_without_cookie_binds_the_address_not_a_later_cookie(make_poll, app):
+    poll = make_poll(results="after_vote", duplicate_check="none")
+    mark = _voted_mark(form_vote(app.test_client(use_cookies=False), poll))
+
+    assert mark.startswith(tokens.BY_ADDRESS)
+    forged = tokens.BY_COOKIE + mark[1:]
+    page = widget(app.test_client(), poll, voted=forged).get_data(as_text=True)
+    assert "Total votes: 1" not in page
+
+
+@pytest.mark.parametrize("mark", ["\u00b2.x", "a\u00b2.x", "c1.2", "x", "a" + "9" * 40 + ".0"])
+def test_a_malformed_voted_mark_shows_the_form(client, make_poll, mark):
+    poll = make_poll(results="after_vote")
+
+    response = widget(client, poll, voted=mark)
+
+    assert response.status_code == 200
+    assert 'id="pb-form"' in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(("count", "expected"), [
