@@ -73,7 +73,8 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Set the loaded app's objects aside from garbage collection, then start the
-    worker's periodic reconciliation (one process per period runs it).
+    worker's periodic reconciliation (one process per period runs it) and retention
+    purge.
 
     The app, its libraries and caches are about 130,000 objects that live as long as the
     worker. A full collection walked them all and stopped every connection of the worker
@@ -81,9 +82,11 @@ def post_worker_init(worker):
     gc.freeze()
     if "pollbox.redis" not in getattr(worker.wsgi, "extensions", {}):
         return  # another app under this config: bench/hello.py, the benchmark's ceiling
+    from service import retention
     from service.tallies import reconcile
 
     reconcile.start_periodic(worker.wsgi)
+    retention.start_periodic(worker.wsgi)
 
 
 def post_request(worker, req, environ, resp):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import api, cli, console, webhooks, widgets
+from service import api, cli, console, retention, webhooks, widgets
 from service.infra import config as settings
 from service.infra import db, errors, logs, metrics
 from service.infra import redis as redis_store
@@ -48,6 +48,7 @@ COMPONENTS: tuple[Callable[[Flask], None], ...] = (
     metrics.init_app,  # /metrics and request timings
     cli.init_app,  # flask owners / demo / export
     reconcile.init_app,  # flask reconcile
+    retention.init_app,  # flask purge
     webhooks.init_app,  # flask webhooks worker; in-process sending without a shared Redis
     console.init_app,  # the owner console at /console
 )

@@ -18,11 +18,13 @@ from tests.conftest import SECRET, migrated_postgres_schema
 
 @dataclass(frozen=True)
 class Adds:
-    """What a migration adds: tables, columns on ballots, unique indexes on ballots."""
+    """What a migration adds: tables, columns on ballots and polls, unique indexes on
+    ballots."""
 
     previous: str
     tables: set[str] = field(default_factory=set)
     ballot_columns: set[str] = field(default_factory=set)
+    poll_columns: set[str] = field(default_factory=set)
     ballot_unique_indexes: set[str] = field(default_factory=set)
 
 
@@ -41,27 +43,33 @@ MIGRATIONS = {
         previous="0003",
         tables={"console_sessions"},
     ),
+    "0005": Adds(  # a poll's retention of what identifies its ballots
+        previous="0004",
+        poll_columns={"retention_days"},
+    ),
 }
 
 
-def schema(engine) -> tuple[set[str], set[str], set[str]]:
-    """The tables, the ballots' columns and the ballots' unique indexes."""
+def schema(engine) -> tuple[set[str], set[str], set[str], set[str]]:
+    """The tables, the ballots' columns, the polls' columns and the ballots' unique
+    indexes."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
+    poll_columns = {column["name"] for column in inspector.get_columns("polls")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
-    return set(inspector.get_table_names()), columns, unique
+    return set(inspector.get_table_names()), columns, poll_columns, unique
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, unique = schema(engine)
+    tables, columns, poll_columns, unique = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
-            and adds.ballot_unique_indexes <= unique)
+            and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, unique = schema(engine)
+    tables, columns, poll_columns, unique = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
-                or adds.ballot_unique_indexes & unique)
+                or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -14,6 +14,7 @@ SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
+DEFAULT_RETENTION_PURGE_INTERVAL_SECONDS = 3600
 # Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
 # workers x (pool + overflow) database connections; keep that below PostgreSQL's
 # max_connections (100 by default). Reads of polls and tallies use no connection while
@@ -66,6 +67,10 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         "LOG_LEVEL": _choice(environ, "LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
         # Set (by deploy/gunicorn.conf.py) when several worker processes share metrics.
         "PROMETHEUS_MULTIPROC_DIR": environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "RETENTION_PURGE_INTERVAL_SECONDS": _int(
+            environ, "RETENTION_PURGE_INTERVAL_SECONDS",
+            DEFAULT_RETENTION_PURGE_INTERVAL_SECONDS, minimum=0,
+        ),
         "RECONCILE_INTERVAL_SECONDS": _int(
             environ, "RECONCILE_INTERVAL_SECONDS", DEFAULT_RECONCILE_INTERVAL_SECONDS, minimum=0
         ),

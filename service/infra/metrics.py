@@ -52,6 +52,10 @@ SSE_STREAMS = Gauge(
     "Server-sent event streams open now, summed over the live worker processes.",
     multiprocess_mode="livesum",
 )
+RETENTION_PURGED = Counter(
+    "pollbox_retention_purged_ballots",
+    "Ballots whose identifying fields were purged after their poll's retention_days.",
+)
 RECONCILE_RUNS = Counter(
     "pollbox_reconcile_runs",
     "Reconciliation runs, by how they ended (`ok` or `failed`).",

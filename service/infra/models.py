@@ -102,6 +102,9 @@ class Poll(Base):
     closed_at: Mapped[datetime | None]
     allowed_origins: Mapped[list[str]] = mapped_column(JSON)
     locale: Mapped[str] = mapped_column(String(35))
+    # Days after which what identifies a ballot is purged (service/retention.py); None
+    # keeps everything.
+    retention_days: Mapped[int | None]
     signing_secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,12 +26,16 @@ PUBLIC_FIELDS = (
     "id", "question", "kind", "max_choices", "allow_other", "allow_comment", "results",
     "results_min_votes", "opens_at", "closes_at", "locale", "created_at", "updated_at",
 )
-OWNER_FIELDS = ("duplicate_check", "vote_window_seconds", "allowed_origins", "signing_secret")
+OWNER_FIELDS = ("duplicate_check", "vote_window_seconds", "retention_days", "allowed_origins",
+                "signing_secret")
 SETTABLE_FIELDS = (
     "question", "kind", "max_choices", "allow_other", "allow_comment", "duplicate_check",
-    "vote_window_seconds", "results", "results_min_votes", "opens_at", "closes_at",
-    "allowed_origins", "locale",
+    "vote_window_seconds", "retention_days", "results", "results_min_votes", "opens_at",
+    "closes_at", "allowed_origins", "locale",
 )
+# Fields a poll may be created without (the demo and the page-feedback preset): defaults.
+OPTIONAL_FIELDS = {"retention_days": None}
+SECONDS_PER_DAY = 86_400
 
 
 def new_poll_id() -> str:
@@ -61,7 +65,11 @@ def create_poll(*, session: Session, redis: RedisHandle, owner: Owner, data: dic
     """Create a poll from validated fields."""
     if data["closes_at"] is not None and data["closes_at"] <= now:
         raise ValidationFailed({"closes_at": ["Must be in the future."]})
-    fields = {name: data[name] for name in SETTABLE_FIELDS}
+    fields = {name: data.get(name, OPTIONAL_FIELDS.get(name)) if name in OPTIONAL_FIELDS
+              else data[name] for name in SETTABLE_FIELDS}
+    retention = _retention_errors(**fields)
+    if retention:
+        raise ValidationFailed(retention)
     if fields["max_choices"] is None:
         fields["max_choices"] = len(data["options"]) if data["kind"] == "multiple" else 1
     poll = Poll(
@@ -173,7 +181,24 @@ def _rule_errors(poll: Poll) -> dict[str, list[str]]:
         errors["max_choices"] = [f"Must be at most the number of options ({len(poll.options)})."]
     if poll.opens_at is not None and poll.closes_at is not None and poll.closes_at <= poll.opens_at:
         errors["closes_at"] = ["Must be after opens_at."]
+    errors.update(_retention_errors(
+        retention_days=poll.retention_days, duplicate_check=poll.duplicate_check,
+        vote_window_seconds=poll.vote_window_seconds))
     return errors
+
+
+def _retention_errors(*, retention_days: int | None, duplicate_check: str,
+                      vote_window_seconds: int | None, **_other) -> dict[str, list[str]]:
+    """A purge forgets who voted: a past voter may then vote again, which only a poll
+    whose window has passed by then allows."""
+    if retention_days is None or duplicate_check == "none":
+        return {}
+    if vote_window_seconds is None or vote_window_seconds > retention_days * SECONDS_PER_DAY:
+        return {"retention_days": [
+            "A poll that forgets its voters after retention_days cannot promise one vote "
+            "ever: set vote_window_seconds to at most retention_days days, or "
+            "duplicate_check to none."]}
+    return {}
 
 
 def _apply_status(poll: Poll, status: str | None, *, now: datetime) -> dict[str, list[str]]:

@@ -16,6 +16,12 @@ OPTIONS_MIN, OPTIONS_MAX = 2, 50
 LABEL_MAX = 200
 VOTE_WINDOW_MIN, VOTE_WINDOW_MAX = 60, 31_536_000
 RESULTS_MIN_VOTES_MAX = 100_000
+RETENTION_DAYS_MIN, RETENTION_DAYS_MAX = 1, 3650
+RETENTION_DESCRIPTION = (
+    "Days after which what identifies a ballot (voter hashes, claims, comment, other "
+    "text, context) is purged; counts, options and times stay. null keeps everything. "
+    "A poll that forgets its voters can only promise one vote per window: with a "
+    "duplicate check, vote_window_seconds must be set and at most retention_days days.")
 ALLOWED_ORIGINS_MAX = 100
 BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|\d{3}))?$")
 
@@ -64,6 +70,11 @@ class PollCreateSchema(Schema):
         allow_none=True,
         validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX),
         metadata={"description": "null: one vote ever; N: one vote per N seconds."},
+    )
+    retention_days = StrictInteger(
+        load_default=None, allow_none=True,
+        validate=validate.Range(RETENTION_DAYS_MIN, RETENTION_DAYS_MAX),
+        metadata={"description": RETENTION_DESCRIPTION},
     )
     results = fields.String(load_default="always", validate=validate.OneOf(RESULTS_RULES))
     results_min_votes = StrictInteger(
@@ -116,6 +127,10 @@ class PollUpdateSchema(Schema):
     duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
     vote_window_seconds = StrictInteger(
         allow_none=True, validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX)
+    )
+    retention_days = StrictInteger(
+        allow_none=True, validate=validate.Range(RETENTION_DAYS_MIN, RETENTION_DAYS_MAX),
+        metadata={"description": RETENTION_DESCRIPTION},
     )
     results = fields.String(validate=validate.OneOf(RESULTS_RULES))
     results_min_votes = StrictInteger(validate=validate.Range(0, RESULTS_MIN_VOTES_MAX))
@@ -172,6 +187,8 @@ class PollSchema(Schema):
     updated_at = UTCDateTime()
     duplicate_check = fields.String(metadata={"description": "Owner only."})
     vote_window_seconds = fields.Integer(allow_none=True, metadata={"description": "Owner only."})
+    retention_days = fields.Integer(allow_none=True, metadata={
+        "description": "Owner only. " + RETENTION_DESCRIPTION})
     allowed_origins = fields.List(fields.String(), metadata={"description": "Owner only."})
     signing_secret = fields.String(
         metadata={"description": "Owner only: signs voter ids for `duplicate_check: user`."}

@@ -8,7 +8,7 @@ import secrets
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -118,6 +118,20 @@ def vote_deliveries(*, session: Session, poll_id: str, ballot_ids: list[str],
     deliveries = [_new_delivery(w, event="vote.created", data=data, now=now) for w in subscribed]
     session.add_all(deliveries)
     return deliveries
+
+
+def forget_vote_payloads(*, session: Session, poll: Poll, before: datetime) -> int:
+    """Delete the poll's `vote.created` deliveries made before the time: their payloads
+    carry comments, other text and contexts (the retention purge); the caller commits."""
+    owned = select(Webhook.id).where(Webhook.owner_id == poll.owner_id)
+    return session.execute(
+        delete(Delivery).where(
+            Delivery.webhook_id.in_(owned), Delivery.event == "vote.created",
+            Delivery.created_at < before,
+            # The payload is written compactly by _new_delivery: the poll id comes first.
+            Delivery.payload.like(f'%"data":{{"poll_id":"{poll.id}",%'),
+        )
+    ).rowcount
 
 
 def test_delivery(*, session: Session, webhook: Webhook, now: datetime) -> Delivery:

@@ -163,6 +163,27 @@ def test_creating_a_poll_with_every_field(console, client, auth, clock):
         "locale": "de", "status": "scheduled"}
 
 
+def test_a_retention_is_set_shown_and_cleared_in_the_console(console, client, auth):
+    poll_id = created_id(console.post("/console/polls/new", create_form(
+        retention_days="30", vote_window_seconds="86400")))
+    assert api_poll(client, auth, poll_id)["retention_days"] == 30
+    page = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert "who voted is forgotten after 30 days" in page
+    edit = console.get(f"/console/polls/{poll_id}/edit").get_data(as_text=True)
+    assert 'name="retention_days" min="1" max="3650" value="30"' in edit
+
+    poll = api_poll(client, auth, poll_id)
+    response = console.post(f"/console/polls/{poll_id}/edit", {
+        "question": poll["question"], "kind": "single", "duplicate_check": "cookie_and_ip",
+        "results": "always", "results_min_votes": "0", "locale": "en",
+        "vote_window_seconds": "86400", "retention_days": "",
+        **{f"option_{o['id']}": o["label"] for o in poll["options"]},
+    })
+
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert api_poll(client, auth, poll_id)["retention_days"] is None
+
+
 def test_a_multiple_choice_poll_without_a_limit_allows_every_option(console, client, auth):
     poll_id = created_id(console.post("/console/polls/new", create_form(kind="multiple")))
 
@@ -187,6 +208,11 @@ def test_a_multiple_choice_poll_without_a_limit_allows_every_option(console, cli
      "Must be one of: none, cookie, ip, cookie_and_ip, user."),
     ({"vote_window_seconds": "10"}, "vote_window_seconds",
      "Must be greater than or equal to 60 and less than or equal to 31536000."),
+    ({"retention_days": "30"}, "retention_days",
+     "A poll that forgets its voters after retention_days cannot promise one vote ever: "
+     "set vote_window_seconds to at most retention_days days, or duplicate_check to none."),
+    ({"retention_days": "0", "duplicate_check": "none"}, "retention_days",
+     "Must be greater than or equal to 1 and less than or equal to 3650."),
     ({"results": "never"}, "results",
      "Must be one of: always, after_vote, after_close, owner_only."),
     ({"results_min_votes": "-1"}, "results_min_votes",
