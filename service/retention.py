@@ -18,9 +18,7 @@ it at the same time repeat nothing harmful.
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,7 +28,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.infra import metrics
+from service.infra import metrics, periodic
 from service.infra.db import db
 from service.infra.models import Ballot, Poll, VoteClaim
 from service.infra.redis import RedisHandle, redis_handle
@@ -136,15 +134,7 @@ def start_periodic(app: Flask) -> threading.Thread | None:
     if not interval:
         return None
 
-    def loop() -> None:
-        time.sleep(random.uniform(0, interval))
-        while True:
-            run_once(app)
-            time.sleep(interval)
-
-    thread = threading.Thread(target=loop, name="pollbox-retention", daemon=True)
-    thread.start()
-    return thread
+    return periodic.start("pollbox-retention", interval, lambda: run_once(app))
 
 
 @click.command("purge")

@@ -224,3 +224,29 @@ def vote(app):
         )
 
     return cast
+
+
+@pytest.fixture
+def make_app(app, database_url):
+    """Another app (another server) on the same database and the same Redis as `app`."""
+    made = []
+
+    def build(**config):
+        extra = create_app({
+            "TESTING": True,
+            "SECRET_KEY": SECRET,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": app.config["REDIS_URL"],
+            "CLOCK": app.config["CLOCK"],
+            **config,
+        })
+        if "REDIS_URL" not in config and not app.config["REDIS_URL"]:
+            # Share the in-process stand-in, as servers share one real Redis.
+            extra.extensions["pollbox.redis"] = app.extensions["pollbox.redis"]
+        made.append(extra)
+        return extra
+
+    yield build
+    for extra in made:
+        with extra.app_context():
+            db.engine.dispose()

@@ -170,16 +170,11 @@ ENDPOINTS = _endpoints(create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://",
 
 
 @pytest.fixture
-def hostile_app(app):
+def hostile_app(app, make_app):
     """The stack's app, believing one proxy (so X-Forwarded-For is read) and raising
     nothing into the test: what a client sees is what gunicorn would send."""
-    keep = ("TESTING", "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "CLOCK",
-            "RATELIMIT_VOTES")
-    other = create_app({**{name: app.config[name] for name in keep},
-                        "TRUSTED_PROXY_COUNT": 1, "PROPAGATE_EXCEPTIONS": False})
-    yield other
-    with other.app_context():
-        db.engine.dispose()
+    return make_app(TRUSTED_PROXY_COUNT=1, PROPAGATE_EXCEPTIONS=False,
+                    RATELIMIT_VOTES=app.config["RATELIMIT_VOTES"])
 
 
 @pytest.fixture

@@ -203,3 +203,14 @@ def test_the_periodic_run_purges_and_reports(app, aged_poll):
 
     assert report is not None and report.ballots == 3
     assert retention.run_once(app).ballots == 0
+
+
+def test_the_purge_timer_is_off_at_zero_and_on_otherwise(app):
+    app.config["RETENTION_PURGE_INTERVAL_SECONDS"] = 0
+    assert retention.start_periodic(app) is None
+
+    # So long that its first run (at a random offset) never comes during the tests.
+    app.config["RETENTION_PURGE_INTERVAL_SECONDS"] = 10**9
+    thread = retention.start_periodic(app)
+
+    assert thread is not None and thread.is_alive() and thread.name == "pollbox-retention"

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from service.infra.db import db
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
-from tests.test_votes import make_app  # noqa: F401  (a fixture of test_votes)
 
 VOTER_IP = "203.0.113.7"
 
@@ -180,7 +179,7 @@ def test_a_refusal_is_decided_by_the_poll_as_it_is_now(app, make_poll, vote, aut
 
 
 @pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
-def test_a_vote_holds_one_database_connection_at_a_time(make_app, make_poll):  # noqa: F811
+def test_a_vote_holds_one_database_connection_at_a_time(make_app, make_poll):
     """A vote whose poll was read from the database (not cached) gives that connection
     back before writing its ballot: with every connection of the pool held by such
     votes, none could get a second one."""

@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from itsdangerous import Signer
 
-from service import create_app
 from service.infra.db import db
 from service.infra.models import Ballot
 from tests.conftest import SECRET
@@ -106,32 +105,6 @@ def ballots_of(app):
             return list(db.session.scalars(sa.select(Ballot).where(Ballot.poll_id == poll["id"])))
 
     return rows
-
-
-@pytest.fixture
-def make_app(app, database_url):
-    """Another app (another server) on the same database and the same Redis as `app`."""
-    made = []
-
-    def build(**config):
-        extra = create_app({
-            "TESTING": True,
-            "SECRET_KEY": SECRET,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "REDIS_URL": app.config["REDIS_URL"],
-            "CLOCK": app.config["CLOCK"],
-            **config,
-        })
-        if "REDIS_URL" not in config and not app.config["REDIS_URL"]:
-            # Share the in-process stand-in, as servers share one real Redis.
-            extra.extensions["pollbox.redis"] = app.extensions["pollbox.redis"]
-        made.append(extra)
-        return extra
-
-    yield build
-    for extra in made:
-        with extra.app_context():
-            db.engine.dispose()
 
 
 def post_vote(browser, poll: dict, body: dict, *, ip: str = HOME_IP, **kwargs):

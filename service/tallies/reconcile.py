@@ -9,7 +9,6 @@ held for one period lets one process in the whole deployment run per period.
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import threading
 import time
@@ -20,7 +19,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy import Engine, select
 
-from service.infra import keys, metrics
+from service.infra import keys, metrics, periodic
 from service.infra.db import db
 from service.infra.models import Ballot, Poll
 from service.infra.redis import EXTENSION as REDIS_EXTENSION
@@ -169,15 +168,7 @@ def start_periodic(app: Flask) -> threading.Thread | None:
     if not interval or not app.extensions[REDIS_EXTENSION].shared:
         return None
 
-    def loop() -> None:
-        time.sleep(random.uniform(0, interval))
-        while True:
-            run_once(app)
-            time.sleep(interval)
-
-    thread = threading.Thread(target=loop, name="pollbox-reconcile", daemon=True)
-    thread.start()
-    return thread
+    return periodic.start("pollbox-reconcile", interval, lambda: run_once(app))
 
 
 @click.command("reconcile")

@@ -264,26 +264,6 @@ def test_hostile_text_stays_text_in_oembed(client, hostile_poll):
 # -- the Host header ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_with(app):
-    """The stack's app again, with some configuration changed."""
-    from service import create_app
-    from service.infra.db import db
-
-    made = []
-
-    def make(**config):
-        keep = ("TESTING", "SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "REDIS_URL", "CLOCK")
-        other = create_app({**{name: app.config[name] for name in keep}, **config})
-        made.append(other)
-        return other
-
-    yield make
-    for other in made:
-        with other.app_context():
-            db.engine.dispose()
-
-
 @pytest.mark.parametrize("path", ["/p/{id}", "/oembed?url=http://evil.example/p/{id}",
                                   "/api/v1/polls/{id}"])
 def test_absolute_urls_are_never_built_from_an_untrusted_host(client, make_poll, auth, path):
@@ -308,9 +288,9 @@ def test_the_quick_start_hosts_are_trusted_without_configuration(client, make_po
     assert f"http://{host}/embed.js" in response.get_data(as_text=True)
 
 
-def test_public_base_url_is_used_whatever_the_host(app_with, make_poll):
+def test_public_base_url_is_used_whatever_the_host(make_app, make_poll):
     poll = make_poll()
-    client = app_with(PUBLIC_BASE_URL="https://polls.example.org").test_client()
+    client = make_app(PUBLIC_BASE_URL="https://polls.example.org").test_client()
 
     response = client.get(f"/p/{poll['id']}", headers={"Host": "evil.example"})
 
@@ -319,9 +299,9 @@ def test_public_base_url_is_used_whatever_the_host(app_with, make_poll):
     assert "https://polls.example.org/embed.js" in page and "evil.example" not in page
 
 
-def test_trusted_hosts_admit_their_names_and_refuse_others(app_with, make_poll):
+def test_trusted_hosts_admit_their_names_and_refuse_others(make_app, make_poll):
     poll = make_poll()
-    client = app_with(TRUSTED_HOSTS=["polls.example.org"]).test_client()
+    client = make_app(TRUSTED_HOSTS=["polls.example.org"]).test_client()
 
     trusted = client.get(f"/p/{poll['id']}", headers={"Host": "polls.example.org"})
     untrusted = client.get(f"/p/{poll['id']}", headers={"Host": "evil.example"})
