@@ -28,8 +28,10 @@ PAGE_SIZE_MAX = 100
 
 class WebhookCreateSchema(Schema):
     url = Text(required=True, validate=validate.Length(1, webhooks.URL_MAX), metadata={
-        "description": "https only; hosts resolving to loopback, private, link-local, "
-                       "multicast or reserved addresses are refused (SSRF guard)."})
+        "description": "https only, on port 443 or 8443 (WEBHOOK_ALLOWED_PORTS); hosts "
+                       "resolving to loopback, private, link-local, multicast or reserved "
+                       "addresses, however embedded in IPv6 (IPv4-mapped, 6to4, Teredo, "
+                       "NAT64), are refused (SSRF guard)."})
     events = fields.List(fields.String(validate=validate.OneOf(EVENTS)),
                          required=True, validate=validate.Length(1, len(EVENTS)))
     poll_id = Text(load_default=None, allow_none=True, metadata={
