@@ -18,6 +18,7 @@ from service.widgets import display, i18n
 MESSAGE_CODES = frozenset((
     "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
     "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
+    "vote_pending",
 ))
 
 
@@ -35,6 +36,9 @@ def messages() -> dict[str, str]:
         "unavailable": gettext("Voting is not possible right now. Please try again later."),
         "network": gettext("Your vote could not be sent. Please check your connection."),
         "not_found": gettext("This poll does not exist."),
+        # An earlier attempt's fate is not known yet (409 vote_pending): the script
+        # retries by itself; the form without JavaScript asks the visitor to.
+        "vote_pending": gettext("Your vote is being recorded. Please try again in a moment."),
     }
 
 

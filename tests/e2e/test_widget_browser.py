@@ -13,6 +13,7 @@ Screenshots go to POLLBOX_SCREENSHOTS (default /tmp/pollbox-screenshots).
 from __future__ import annotations
 
 import http.server
+import json
 import re
 import threading
 import time
@@ -321,6 +322,44 @@ def test_the_widgets_idempotency_key_is_a_random_uuid(browser, service, host_sit
     [key] = keys
     assert UUID4.fullmatch(key), key
     assert errors == []
+    context.close()
+
+
+@pytest.mark.parametrize("code", ["vote_pending", "idempotency_key_in_use"])
+def test_a_vote_answered_not_yet_is_sent_again_with_the_same_key(browser, service,
+                                                                  host_site, code):
+    poll = service.make_poll()
+    url = host_site.page(f"pending-{code}.html", script_tag(service, poll))
+    context = browser.new_context()
+    keys: list[str] = []
+    context.on("request", lambda request: request.method == "POST" and keys.append(
+        request.headers.get("idempotency-key")))
+    answered = []
+
+    def first_not_yet(route):
+        if answered:  # the retry goes to the service
+            route.continue_()
+            return
+        answered.append(code)
+        route.fulfill(status=409, headers={"Retry-After": "1"},
+                      content_type="application/problem+json",
+                      body=json.dumps({"type": "about:blank", "title": "Conflict",
+                                       "status": 409, "code": code, "detail": "Not yet."}))
+
+    context.route("**/votes", first_not_yet)
+    page = context.new_page()
+    errors = collect_errors(page)
+    page.goto(url)
+    (frame,) = widget_frames(page, 1)
+    frame.get_by_label("No, never").click()
+    frame.get_by_role("button", name="Vote").click()
+    total_is(frame, 1)
+    assert len(keys) == 2 and keys[0] == keys[1] and UUID4.fullmatch(keys[0])
+    assert frame.locator("#pb-error").inner_text() == ""
+    counted = httpx.get(f"{service.base_url}/api/v1/polls/{poll['id']}/tallies").json()
+    assert counted["total_votes"] == 1
+    # The browser reports the 409 itself; the widget adds nothing to it.
+    assert [error for error in errors if "status of 409" not in error] == []
     context.close()
 
 

@@ -5,6 +5,7 @@ Every test runs on the three stacks of `tests/conftest.py`.
 
 from __future__ import annotations
 
+from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -388,3 +389,18 @@ def test_widget_sets_a_partitioned_third_party_cookie_on_https(client, make_poll
                   if h.startswith("pollbox_voter="))
     for attribute in ("Secure", "SameSite=None", "Partitioned", "HttpOnly"):
         assert attribute in cookie
+
+
+@pytest.mark.parametrize(("lang", "expected"), [
+    ("en", "Your vote is being recorded. Please try again in a moment."),
+    ("de", "Ihre Stimme wird gerade gezählt. Bitte versuchen Sie es gleich noch einmal."),
+    ("es", "Su voto se está registrando. Vuelva a intentarlo en un momento."),
+    ("fr", "Votre vote est en cours d\u2019enregistrement. Réessayez dans un instant."),
+])
+def test_a_vote_still_pending_asks_to_try_again_in_a_moment(client, make_poll, lang,
+                                                            expected):
+    poll = make_poll()
+
+    page = widget(client, poll, error="vote_pending", lang=lang).get_data(as_text=True)
+
+    assert expected in unescape(page)

@@ -182,6 +182,23 @@
     idempotencyKey = idempotencyKey || randomKey();
     submit.disabled = true;
     statusBox.textContent = texts.sending;
+    send(body, 0);
+  });
+
+  /* Answers that mean "not yet", not "no": an earlier attempt with this key or by this
+     voter is still in flight. Sent again with the same key after Retry-After, a few
+     times, so the vote counts once whichever attempt wins. */
+  var RETRY_CODES = { vote_pending: true, idempotency_key_in_use: true };
+  var RETRIES_MAX = 5;
+  var RETRY_AFTER_MAX_SECONDS = 10;
+
+  function retryDelayMs(response) {
+    var seconds = parseInt(response.headers.get("Retry-After"), 10);
+    if (!(seconds >= 0)) { seconds = 1; }
+    return Math.min(seconds, RETRY_AFTER_MAX_SECONDS) * 1000;
+  }
+
+  function send(body, retries) {
     fetch(config.voteUrl, {
       method: "POST",
       credentials: "same-origin",
@@ -202,7 +219,11 @@
           statusBox.focus();
           return;
         }
-        idempotencyKey = null;
+        if (response.status === 409 && RETRY_CODES[data.code] && retries < RETRIES_MAX) {
+          window.setTimeout(function () { send(body, retries + 1); }, retryDelayMs(response));
+          return;
+        }
+        if (!RETRY_CODES[data.code]) { idempotencyKey = null; }  /* pending: same key again */
         statusBox.textContent = "";
         submit.disabled = false;
         var code = data.code;
@@ -214,5 +235,5 @@
       submit.disabled = false;
       showError("network");
     });
-  });
+  }
 })();
