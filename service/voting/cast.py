@@ -137,15 +137,7 @@ class Voting:
     def count_unparsed(self, *, poll_id: str, facts: VoteFacts) -> Refused | None:
         """Count an attempt whose body could not be parsed (it counts, as every attempt
         does): a refusal when it is over the rate limit, else None."""
-        attempt = _Attempt(poll_id=poll_id, facts=facts, now=self.clock())
-        unknown = self._unknown_poll(attempt)
-        if unknown is not None:
-            return unknown
-        try:
-            self._count_limit(attempt)
-        except RateLimited as limited:
-            return Refused(limited, attempt.poll)
-        return None
+        return self._limit_refusal(_Attempt(poll_id=poll_id, facts=facts, now=self.clock()))
 
     def _cast(self, attempt: _Attempt, ballot: Ballot) -> Accepted:
         key = idempotency.parse_key(attempt.facts.idempotency_key)
@@ -159,25 +151,28 @@ class Voting:
         attempt.poll = poll = self.polls.get(attempt.poll_id)
         return _Casting(self, attempt, poll, ballot, key, verified=True).run()
 
-    def _unknown_poll(self, attempt: _Attempt) -> Refused | None:
-        """A 404 for a poll that does not exist, before anything is counted: an unknown
-        id never makes a Redis key (anyone could fill Redis with them)."""
+    def _limit_refusal(self, attempt: _Attempt) -> Refused | None:
+        """Count a refused attempt against the rate limits: a refusal when over them, or
+        when the poll does not exist. An unknown poll is a 404 before anything is
+        counted: an invented id never makes a Redis key (anyone could fill Redis)."""
         if attempt.poll is None:
             try:
                 attempt.poll = self.polls.peek(attempt.poll_id) or self.polls.get(
                     attempt.poll_id)
             except NotFound as error:
                 return Refused(error, None)
-        return None
-
-    def _refused(self, attempt: _Attempt, error: ServiceError) -> Refused:
-        unknown = self._unknown_poll(attempt)
-        if unknown is not None:
-            return unknown
         try:
             self._count_limit(attempt)
         except RateLimited as limited:
             return Refused(limited, attempt.poll)
+        return None
+
+    def _refused(self, attempt: _Attempt, error: ServiceError) -> Refused:
+        if attempt.poll is None and isinstance(error, NotFound):
+            return Refused(error, None)  # the lookup already said so: not asked again
+        limited = self._limit_refusal(attempt)
+        if limited is not None:
+            return limited
         if not attempt.outcome_counted:
             outcome = integrity.outcome_of(error)
             if outcome is not None:

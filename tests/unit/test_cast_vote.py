@@ -364,6 +364,7 @@ def test_a_vote_in_an_unknown_poll_is_refused_before_redis_is_touched():
     voting.polls.current = None
 
     assert isinstance(refusal(cast(voting)), NotFound)
+    assert voting.polls.loads == 1  # the 404 is not looked up a second time
     assert isinstance(refusal(voting.count_unparsed(poll_id="nope", facts=facts())),
                       NotFound)
     assert voting.scripts.admitted == [] and voting.scripts.outcomes == []
