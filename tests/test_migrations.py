@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ class Adds:
     ballot_columns: set[str] = field(default_factory=set)
     poll_columns: set[str] = field(default_factory=set)
     ballot_unique_indexes: set[str] = field(default_factory=set)
+    claim_columns: set[str] = field(default_factory=set)
 
 
 MIGRATIONS = {
@@ -47,29 +49,36 @@ MIGRATIONS = {
         previous="0004",
         poll_columns={"retention_days"},
     ),
+    "0006": Adds(  # claims that expire: windowed polls backed by the database too
+        previous="0005",
+        claim_columns={"expires_at"},
+    ),
 }
 
 
-def schema(engine) -> tuple[set[str], set[str], set[str], set[str]]:
-    """The tables, the ballots' columns, the polls' columns and the ballots' unique
-    indexes."""
+def schema(engine) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
+    """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes
+    and the vote claims' columns."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     poll_columns = {column["name"] for column in inspector.get_columns("polls")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
-    return set(inspector.get_table_names()), columns, poll_columns, unique
+    claim_columns = {column["name"] for column in inspector.get_columns("vote_claims")}
+    return set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
-            and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique)
+            and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique
+            and adds.claim_columns <= claim_columns)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
-                or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique)
+                or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique
+                or adds.claim_columns & claim_columns)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -90,3 +99,53 @@ def test_migration_adds_and_removes_what_it_is_for(tmp_path, backend, revision):
             upgrade()
             assert has_all(db.engine, adds)
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_windowed_ballots_inside_their_window_get_their_claims(tmp_path, backend):
+    if backend == "sqlite":
+        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        database = migrated_postgres_schema(f"pollbox_migration_claims_{os.getpid()}")
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with database as url:
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
+        with app.app_context():
+            upgrade()
+            downgrade(revision="0005")
+            with db.engine.begin() as connection:
+                connection.execute(sa.text(
+                    "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
+                    {"now": now})
+                for poll_id, window in (("Windowed0001", 3600), ("OneVote00001", None)):
+                    connection.execute(sa.text(
+                        "INSERT INTO polls (id, owner_id, question, kind, max_choices, "
+                        "allow_other, allow_comment, duplicate_check, vote_window_seconds, "
+                        "results, results_min_votes, allowed_origins, locale, "
+                        "signing_secret, created_at, updated_at) VALUES (:id, 1, 'Q?', "
+                        "'single', 1, false, false, 'cookie_and_ip', :window, 'always', 0, "
+                        "'[]', 'en', 's', :now, :now)"), {"id": poll_id, "window": window,
+                                                          "now": now})
+                for ballot_id, poll_id, age, ip in (
+                        ("Old000000000001", "Windowed0001", 7200, "ip-old"),
+                        ("Mid000000000001", "Windowed0001", 1800, "ip-a"),
+                        ("New000000000001", "Windowed0001", 60, "ip-a"),
+                        ("Ever00000000001", "OneVote00001", 60, "ip-b")):
+                    connection.execute(sa.text(
+                        "INSERT INTO ballots (id, poll_id, created_at, cookie_hash, ip_hash, "
+                        "comment_hidden) VALUES (:id, :poll, :at, :cookie, :ip, false)"),
+                        {"id": ballot_id, "poll": poll_id, "cookie": f"c-{ballot_id}",
+                         "ip": ip, "at": now - timedelta(seconds=age)})
+            upgrade()
+            with db.engine.connect() as connection:
+                claims = {identity: (ballot, until) for identity, ballot, until in
+                          connection.execute(sa.text(
+                              "SELECT identity, ballot_id, expires_at FROM vote_claims"))}
+            db.engine.dispose()
+    until = now - timedelta(seconds=60) + timedelta(seconds=3600)
+    assert {identity: ballot for identity, (ballot, _) in claims.items()} == {
+        "cookie:c-Mid000000000001": "Mid000000000001",
+        "cookie:c-New000000000001": "New000000000001",
+        "ip:ip-a": "New000000000001",  # the address's latest ballot holds its window
+    }
+    assert str(claims["ip:ip-a"][1])[:19] == str(until)[:19]

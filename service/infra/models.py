@@ -184,10 +184,13 @@ class BallotChoice(Base):
 
 
 class VoteClaim(Base):
-    """The database's backstop for "one vote ever": one row per poll and voter identity.
+    """The database's backstop for the duplicate check: one row per poll and voter
+    identity, held by the identity's latest ballot until `expires_at` (a windowed poll's
+    window; None: one vote ever).
 
     Redis answers the duplicate check first; this primary key makes a second ballot from
-    the same identity impossible even after Redis lost its keys.
+    the same identity impossible even after Redis lost its keys, or released the claim of
+    a request it took for dead.
     """
 
     __tablename__ = "vote_claims"
@@ -199,6 +202,7 @@ class VoteClaim(Base):
     ballot_id: Mapped[str] = mapped_column(
         ForeignKey("ballots.id", ondelete="CASCADE"), index=True
     )
+    expires_at: Mapped[datetime | None]
 
 
 class Webhook(Base):

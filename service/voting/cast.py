@@ -331,20 +331,12 @@ class _Casting:
                             key=None if self.held else self.call.key)
         return self.voting.scripts.admit(self.call) or Admitted()
 
-    def _admit_without_redis(self) -> Accepted | None:
-        """Redis is down: count the attempt in memory, and judge a windowed duplicate
-        check from the recorded ballots (one vote ever is the claims' primary key's)."""
-        voting, poll = self.voting, self.poll
-        voting.memory_limits.hit(poll_id=poll.id, address=self.call.limited_as,
+    def _admit_without_redis(self) -> None:
+        """Redis is down: count the attempt in memory; the database's claim rows judge
+        the duplicate check when the ballot is written."""
+        voting = self.voting
+        voting.memory_limits.hit(poll_id=self.poll.id, address=self.call.limited_as,
                                  limits=voting.limits)
-        if poll.vote_window_seconds is None:
-            return None
-        kind = voting.ballots.voted_since(
-            poll_id=poll.id, hashes=self.hashes, kinds=self.kinds,
-            since=self.attempt.now - timedelta(seconds=poll.vote_window_seconds))
-        if kind is None:
-            return None
-        return self._refuse(DuplicateVote(DUPLICATE_DETAILS[kind], identity=kind))
 
     # -- record (the database) ----------------------------------------------------------
 
@@ -358,9 +350,12 @@ class _Casting:
             "user_hash": self.hashes.get("user"), "receipt_hash": receipt_hash(self.receipt),
             "idempotency_hash": self.keyed,
         }
-        claims = self.identities if poll.vote_window_seconds is None else []
+        window = poll.vote_window_seconds
         try:
-            self.voting.ballots.record(row, option_ids=ballot.choices, claims=claims)
+            self.voting.ballots.record(
+                row, option_ids=ballot.choices, claims=self.identities,
+                claims_until=None if window is None else self.attempt.now + timedelta(
+                    seconds=window))
         except AlreadyRecorded as refused:
             # Redis had lost this voter's claim (or this key); the database remembered it.
             self._undo()
@@ -376,7 +371,7 @@ class _Casting:
             if recorded is not None:  # a concurrent retry recorded it first
                 return self._replay_recorded(recorded)
         kind = self.voting.ballots.claimed_kind(poll_id=self.poll.id,
-                                                identities=self.identities)
+                                                identities=self.identities, at=self.attempt.now)
         if kind is None:
             raise refused  # the database's refusal, unexplained: a 500
         raise DuplicateVote(DUPLICATE_DETAILS[kind], identity=kind) from None

@@ -58,18 +58,16 @@ class AlreadyRecorded(Exception):
 class BallotStore(Protocol):
     """The database: the record of every vote."""
 
-    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str]) -> None:
+    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
+               claims_until: datetime | None) -> None:
         """Write the ballot, its choices and its claims, committed; AlreadyRecorded."""
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None: ...
 
-    def claimed_kind(self, *, poll_id: str, identities: list[str]) -> str | None: ...
+    def claimed_kind(self, *, poll_id: str, identities: list[str],
+                     at: datetime) -> str | None: ...
 
     def exists(self, ballot_id: str) -> bool: ...
-
-    def voted_since(self, *, poll_id: str, hashes: dict[str, str], kinds: tuple[str, ...],
-                    since: datetime) -> str | None:
-        """Which of the voter's identities cast a ballot after `since`, if any."""
 
 
 class TallySource(Protocol):

@@ -1,8 +1,11 @@
 """Ballots in the database, the record of every vote: writing one, and what the vote asks
 of the record when Redis cannot say.
 
-The `vote_claims` primary key backs "one vote ever" up even when Redis has lost its keys,
-and the unique (poll, Idempotency-Key hash) index keeps a key to one ballot.
+The `vote_claims` rows back the duplicate check up even when Redis has lost its keys or
+released a claim of a request that was still alive: a ballot is written only with all
+of its voter's claims, one row per poll and identity, taken when absent or expired (a
+windowed poll's claim expires with its window; "one vote ever" never does). The unique
+(poll, Idempotency-Key hash) index keeps a key to one ballot.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, exists, insert, or_, select, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
@@ -21,24 +25,35 @@ from service.voting.ports import AlreadyRecorded, Recorded
 # The hot insert, in SQLAlchemy Core: compiled once, no ORM objects, one transaction.
 _INSERT_BALLOT = insert(Ballot.__table__)
 _INSERT_CHOICES = insert(BallotChoice.__table__)
-_INSERT_CLAIMS = insert(VoteClaim.__table__)
-# On PostgreSQL, one statement writes all three (its CTEs' foreign keys are checked at its
-# end) and, run in autocommit, commits them: one network round trip instead of five
-# (BEGIN, three INSERTs, COMMIT). A single statement is atomic: all rows or none.
+# On PostgreSQL, one statement takes the claims and writes the ballot and its choices only
+# if it got them all (its CTEs' foreign keys are checked at its end: a claim taken for a
+# ballot not written fails it whole) and, run in autocommit, commits them: one network
+# round trip instead of five (BEGIN, three INSERTs, COMMIT). A claim held by a ballot not
+# committed yet makes it wait for that ballot's fate.
 _INSERT_VOTE_POSTGRESQL = text("""
-WITH ballot AS (
+WITH claims AS (
+  INSERT INTO vote_claims (poll_id, identity, ballot_id, expires_at)
+  SELECT :poll_id, identity, :id, :claims_until
+  FROM unnest(CAST(:identities AS varchar[])) AS identity
+  ON CONFLICT (poll_id, identity) DO UPDATE
+    SET ballot_id = EXCLUDED.ballot_id, expires_at = EXCLUDED.expires_at
+    WHERE vote_claims.expires_at <= :created_at
+  RETURNING 1
+), ballot AS (
   INSERT INTO ballots (id, poll_id, created_at, other, comment, context, cookie_hash,
                        ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden)
-  VALUES (:id, :poll_id, :created_at, :other, :comment, :context, :cookie_hash, :ip_hash,
-          :user_hash, :receipt_hash, :idempotency_hash, false)
+  SELECT :id, :poll_id, :created_at, :other, :comment, :context, :cookie_hash, :ip_hash,
+         :user_hash, :receipt_hash, :idempotency_hash, false
+  WHERE (SELECT count(*) FROM claims) = cardinality(CAST(:identities AS varchar[]))
+  RETURNING 1
 ), choices AS (
   INSERT INTO ballot_choices (ballot_id, option_id)
   SELECT :id, option_id FROM unnest(CAST(:option_ids AS integer[])) AS option_id
+  WHERE EXISTS (SELECT FROM ballot)
 )
-INSERT INTO vote_claims (poll_id, identity, ballot_id)
-SELECT :poll_id, identity, :id FROM unnest(CAST(:identities AS varchar[])) AS identity
-""").bindparams(bindparam("created_at", type_=UTCDateTime()))
-IDENTITY_COLUMNS = {"cookie": Ballot.cookie_hash, "ip": Ballot.ip_hash, "user": Ballot.user_hash}
+SELECT count(*) FROM ballot
+""").bindparams(bindparam("created_at", type_=UTCDateTime()),
+                bindparam("claims_until", type_=UTCDateTime()))
 
 
 class SqlBallots:
@@ -47,11 +62,13 @@ class SqlBallots:
     def __init__(self, session: Session | scoped_session) -> None:
         self.session = session
 
-    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str]) -> None:
-        """Write the ballot, its choices and (one vote ever) its claims, committed, on a
-        connection of its own (the session holds no transaction open meanwhile)."""
+    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
+               claims_until: datetime | None) -> None:
+        """Write the ballot, its choices and its claims (until `claims_until`, None for
+        ever), committed, on a connection of its own (the session holds no transaction
+        open meanwhile); AlreadyRecorded when a claim is held."""
         try:
-            self._write(row, option_ids=option_ids, claims=claims)
+            self._write(row, option_ids=option_ids, claims=claims, claims_until=claims_until)
         except IntegrityError as error:
             self.session.rollback()
             raise AlreadyRecorded() from error
@@ -59,7 +76,8 @@ class SqlBallots:
             self.session.rollback()
             raise
 
-    def _write(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str]) -> None:
+    def _write(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
+               claims_until: datetime | None) -> None:
         session = self.session
         if (session() if isinstance(session, scoped_session) else session).in_transaction():
             # What the request read (a poll loaded from the database, ...) is done with:
@@ -70,8 +88,11 @@ class SqlBallots:
         engine = session.get_bind()
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.execute(_INSERT_VOTE_POSTGRESQL,
-                                   {**row, "option_ids": list(option_ids), "identities": claims})
+                written = connection.scalar(_INSERT_VOTE_POSTGRESQL, {
+                    **row, "option_ids": list(option_ids), "identities": claims,
+                    "claims_until": claims_until})
+            if not written:
+                raise AlreadyRecorded()
             return
         with engine.begin() as connection:
             connection.execute(_INSERT_BALLOT, {**row, "comment_hidden": False})
@@ -79,9 +100,9 @@ class SqlBallots:
                 connection.execute(_INSERT_CHOICES, [
                     {"ballot_id": row["id"], "option_id": option_id} for option_id in option_ids])
             if claims:
-                connection.execute(_INSERT_CLAIMS, [
-                    {"poll_id": row["poll_id"], "identity": identity, "ballot_id": row["id"]}
-                    for identity in claims])
+                taken = connection.execute(_take_claims(row, claims, claims_until)).rowcount
+                if taken != len(claims):
+                    raise AlreadyRecorded()  # leaving the block rolls the ballot back
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None:
         """The ballot recorded with this Idempotency-Key, if any."""
@@ -91,28 +112,33 @@ class SqlBallots:
         ).first()
         return None if found is None else Recorded(*found)
 
-    def claimed_kind(self, *, poll_id: str, identities: list[str]) -> str | None:
-        """Which of the identities the database already holds a claim for."""
+    def claimed_kind(self, *, poll_id: str, identities: list[str], at: datetime) -> str | None:
+        """Which of the identities the database holds a claim for at `at`."""
         held = self.session.scalar(
             select(VoteClaim.identity).where(
-                VoteClaim.poll_id == poll_id, VoteClaim.identity.in_(identities)
+                VoteClaim.poll_id == poll_id, VoteClaim.identity.in_(identities),
+                or_(VoteClaim.expires_at.is_(None), VoteClaim.expires_at > at),
             ).limit(1)
         )
         return held.split(":", 1)[0] if held else None
 
     def exists(self, ballot_id: str) -> bool:
-        return self.session.get(Ballot, ballot_id) is not None
+        """Whether the ballot is committed (read afresh: the session may hold it already)."""
+        return bool(self.session.scalar(select(exists().where(Ballot.id == ballot_id))))
 
-    def voted_since(self, *, poll_id: str, hashes: dict[str, str], kinds: tuple[str, ...],
-                    since: datetime) -> str | None:
-        """Without Redis, a windowed duplicate check judged from the recorded ballots."""
-        for kind in kinds:
-            seen = self.session.scalar(select(exists().where(
-                Ballot.poll_id == poll_id, Ballot.created_at > since,
-                IDENTITY_COLUMNS[kind] == hashes[kind])))
-            if seen:
-                return kind
-        return None
+
+def _take_claims(row: dict, claims: list[str], until: datetime | None):
+    """SQLite: insert the voter's claims, or take over expired ones; the statement's row
+    count says how many it got."""
+    table = VoteClaim.__table__
+    statement = sqlite_insert(table).values([
+        {"poll_id": row["poll_id"], "identity": identity, "ballot_id": row["id"],
+         "expires_at": until} for identity in claims])
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.poll_id, table.c.identity],
+        set_={"ballot_id": statement.excluded.ballot_id,
+              "expires_at": statement.excluded.expires_at},
+        where=table.c.expires_at <= row["created_at"])
 
 
 def has_voted(*, session: Session, poll, voter: Voter, secret: str) -> bool:

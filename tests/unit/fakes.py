@@ -128,18 +128,27 @@ class FakeBallots:
     """The database: recorded ballots by id, claims, and Idempotency-Key hashes."""
 
     rows: dict[str, dict] = field(default_factory=dict)
-    claims: dict[str, str] = field(default_factory=dict)  # identity -> ballot id
+    # identity -> (ballot id, until: None for ever)
+    claims: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
     fail_with: BaseException | None = None
 
-    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str]) -> None:
+    def _held(self, identity: str, at: datetime) -> bool:
+        if identity not in self.claims:
+            return False
+        until = self.claims[identity][1]
+        return until is None or until > at
+
+    def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
+               claims_until: datetime | None) -> None:
         if self.fail_with is not None:
             raise self.fail_with
         keyed = row["idempotency_hash"]
-        if any(claim in self.claims for claim in claims) or (keyed is not None and any(
-                other["idempotency_hash"] == keyed for other in self.rows.values())):
+        if any(self._held(claim, row["created_at"]) for claim in claims) or (
+                keyed is not None and any(other["idempotency_hash"] == keyed
+                                          for other in self.rows.values())):
             raise AlreadyRecorded()
         self.rows[row["id"]] = {**row, "option_ids": option_ids}
-        self.claims.update(dict.fromkeys(claims, row["id"]))
+        self.claims.update(dict.fromkeys(claims, (row["id"], claims_until)))
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None:
         for row in self.rows.values():
@@ -147,20 +156,13 @@ class FakeBallots:
                 return Recorded(row["id"], row["created_at"])
         return None
 
-    def claimed_kind(self, *, poll_id: str, identities: list[str]) -> str | None:
-        held = next((identity for identity in identities if identity in self.claims), None)
+    def claimed_kind(self, *, poll_id: str, identities: list[str],
+                     at: datetime) -> str | None:
+        held = next((identity for identity in identities if self._held(identity, at)), None)
         return held.split(":", 1)[0] if held else None
 
     def exists(self, ballot_id: str) -> bool:
         return ballot_id in self.rows
-
-    def voted_since(self, *, poll_id: str, hashes: dict[str, str], kinds: tuple[str, ...],
-                    since: datetime) -> str | None:
-        for kind in kinds:
-            if any(row[f"{kind}_hash"] == hashes[kind] and row["created_at"] > since
-                   for row in self.rows.values()):
-                return kind
-        return None
 
 
 @dataclass
