@@ -73,8 +73,8 @@ def on_starting(server):
 
 def post_worker_init(worker):
     """Set the loaded app's objects aside from garbage collection, then start the
-    worker's periodic reconciliation (one process per period runs it) and retention
-    purge.
+    worker's lease (its votes in flight are told from dead ones by it), periodic
+    reconciliation (one process per period runs it) and retention purge.
 
     The app, its libraries and caches are about 130,000 objects that live as long as the
     worker. A full collection walked them all and stopped every connection of the worker
@@ -83,8 +83,11 @@ def post_worker_init(worker):
     if "pollbox.redis" not in getattr(worker.wsgi, "extensions", {}):
         return  # another app under this config: bench/hello.py, the benchmark's ceiling
     from service import retention
+    from service.infra.redis import EXTENSION
     from service.tallies import reconcile
 
+    redis = worker.wsgi.extensions[EXTENSION]
+    redis.lease.start_refreshing(redis)
     reconcile.start_periodic(worker.wsgi)
     retention.start_periodic(worker.wsgi)
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -17,8 +18,12 @@ from redis.cluster import RedisCluster
 
 from service import create_app, owners
 from service.infra import keys
+from service.infra.clock import epoch_ms
 from service.infra.db import db
+from service.infra.identity import keyed_hash
 from service.infra.redis import redis_handle
+from service.infra.redis.lease import LEASE_MS
+from service.infra.redis.scripts import AdmitCall, Admitted
 from service.polls.manage import get_poll
 from service.tallies import counts as tallies
 from service.tallies import reconcile
@@ -183,6 +188,37 @@ def test_votes_duplicates_tallies_rebuild_and_delete_on_a_cluster(cluster_app, c
     assert left == []
     others = [key for key in all_keys(cluster_url) if f"{{{polls[1]['id']}}}".encode() in key]
     assert others  # other polls keep theirs
+
+
+def test_a_vote_in_flight_and_a_dead_ones_claim_on_a_cluster(cluster_app):
+    """admit.lua reads the claiming process's lease in the poll's own slot; the lease
+    timer's pipeline reaches every poll's slot."""
+    client = cluster_app.test_client()
+    owner = {"Authorization": f"Bearer {cluster_app.config['TEST_OWNER_KEY']}"}
+    poll = client.post("/api/v1/polls", headers=owner,
+                       json={**SEED_POLL, "duplicate_check": "ip"}).get_json()
+    identity = f"ip:{keyed_hash(SECRET, poll['id'], 'ip', '203.0.113.9')}"
+    with cluster_app.app_context():
+        store = redis_handle()
+        claimed = store.scripts.admit(AdmitCall(
+            poll_id=poll["id"], now_ms=epoch_ms(datetime.now(UTC)), integrity_hour="h",
+            retention_seconds=60, ballot_id="GhostBallot00000", identities=(("ip", identity),),
+            orphan_ms=45_000, lease="ghost", lease_ms=LEASE_MS))
+        assert claimed == Admitted()
+
+    def vote():
+        return client.post(f"/api/v1/polls/{poll['id']}/votes",
+                           json={"choices": [poll["options"][0]["id"]]},
+                           environ_overrides={"REMOTE_ADDR": "203.0.113.9"})
+
+    assert vote().get_json()["code"] == "vote_pending"
+    with cluster_app.app_context():
+        store = redis_handle()
+        store.client.delete(keys.lease(poll["id"], "ghost"))  # the process died
+        assert vote().status_code == 201
+        with store.lease.voting_in(poll["id"]):
+            store.lease.refresh(store)
+            assert store.client.exists(keys.lease(poll["id"], store.lease.token))
 
 
 def test_a_cluster_down_at_start_is_an_outage_not_a_crash(sqlite_template, tmp_path):

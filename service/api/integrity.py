@@ -29,7 +29,7 @@ class Integrity(MethodView):
     @blp.alt_response(503, description="Redis, which holds the counts, is unreachable")
     def get(self, poll_id):
         """Count accepted votes and refused attempts (`duplicate_vote` by the identity
-        seen, `rate_limited`, `origin_not_allowed`, `poll_closed`) per UTC hour, for the
-        last 30 days."""
+        seen, `rate_limited`, `origin_not_allowed`, `poll_closed`, `vote_pending`) per UTC
+        hour, for the last 30 days, and the claims of dead votes released."""
         poll = polls.get_owned_poll(session=db.session, poll_id=poll_id, owner=require_owner())
         return integrity.report(redis=redis_handle(), poll_id=poll.id, now=now())

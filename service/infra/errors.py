@@ -88,6 +88,24 @@ class DuplicateVote(ServiceError):
         self.identity = identity
 
 
+VOTE_PENDING_RETRY_AFTER_SECONDS = 1
+
+
+class VotePending(ServiceError):
+    """An earlier attempt by this voter claimed them and is still in flight: it may yet
+    be committed, or fail. Never `duplicate_vote`, which is only said of a ballot."""
+
+    status, code = 409, "vote_pending"
+    detail = ("An earlier attempt of this vote is still being recorded; retry in a moment "
+              "to learn whether it was counted.")
+
+    def __init__(self, detail: str | None = None, *, identity: str | None = None):
+        super().__init__(
+            detail, headers={"Retry-After": str(VOTE_PENDING_RETRY_AFTER_SECONDS)}
+        )
+        self.identity = identity
+
+
 class PollClosed(ServiceError):
     status, code = 409, "poll_closed"
     detail = "This poll is not open for voting."

@@ -107,3 +107,9 @@ def console_session(session_hash: str) -> str:
     """Present while the console session with this SHA-256 id is live (its TTL the
     session's lifetime). Console keys share the `{console}` hash tag."""
     return f"{PREFIX}:{{console}}:session:{session_hash}"
+
+
+def lease(poll_id: str, token: str) -> str:
+    """Set while the process `token` names is alive and working on votes in the poll:
+    its claims not yet committed are in flight, not dead (service/infra/redis/lease.py)."""
+    return f"{PREFIX}:{{{poll_id}}}:lease:{token}"

@@ -52,6 +52,11 @@ SSE_STREAMS = Gauge(
     "Server-sent event streams open now, summed over the live worker processes.",
     multiprocess_mode="livesum",
 )
+DEAD_CLAIMS_RELEASED = Counter(
+    "pollbox_dead_claims_released",
+    "Duplicate-check claims of votes whose process died before their ballot was recorded, "
+    "released so that the voter's retry is admitted.",
+)
 RETENTION_PURGED = Counter(
     "pollbox_retention_purged_ballots",
     "Ballots whose identifying fields were purged after their poll's retention_days.",

@@ -55,6 +55,7 @@ def voting() -> Voting:
         ballots=SqlBallots(session), tallies=TallyReader(session, redis),
         secret=app.config["SECRET_KEY"], limits=parse_limits(app.config["RATELIMIT_VOTES"]),
         memory_limits=app.extensions[MEMORY_LIMITS_EXTENSION], clock=app.config["CLOCK"],
+        lease=redis.lease,
     )
 
 

@@ -9,10 +9,18 @@ The order is the guarantee: a ballot is committed before any tally counts it and
 the voter hears "201"; when the commit fails, the claims are released and nothing counts.
 Two Redis round trips, because "counted only once committed" puts the commit between
 them: admit.lua before it (the rate limits, the Idempotency-Key, the duplicate-check
-claims), count.lua after it (the count, the live-stream message, the `vote.created`
-webhook note, the integrity count, the tally shown, the key's answer). Every attempt
-counts towards the rate limits and, once its answer is decided, in the poll's integrity
-numbers, whether it is accepted or refused, and however early.
+claims), count.lua after it (the count, the claims marked committed, the live-stream
+message, the `vote.created` webhook note, the integrity count, the tally shown, the
+key's answer). Every attempt counts towards the rate limits and, once its answer is
+decided, in the poll's integrity numbers, whether it is accepted or refused, and however
+early.
+
+A voter met by a claim is told `duplicate_vote` only when the claim's ballot is known
+committed; while the vote that claimed them is in flight (its process's lease alive,
+service/infra/redis/lease.py), `vote_pending`. A claim whose process is gone is settled
+from the database: its ballot is there (a duplicate), or it is dead and released, and
+the voter's vote goes on. The database's claim rows keep the voter to one ballot even if
+a claim taken for dead belonged to a request that was only stalled.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from service.infra.errors import (
     PollClosed,
     ServiceError,
     ValidationFailed,
+    VotePending,
 )
+from service.infra.redis.lease import LEASE_MS, ProcessLease
 from service.infra.redis.scripts import (
     Admission,
     AdmitCall,
@@ -37,6 +47,7 @@ from service.infra.redis.scripts import (
     CountCall,
     Counted,
     Duplicate,
+    InFlight,
     KeyAnswered,
     KeyHeld,
     KeyHold,
@@ -44,6 +55,7 @@ from service.infra.redis.scripts import (
     KeyPending,
     Limited,
     Stale,
+    Unresolved,
 )
 from service.tallies.counts import Counts
 from service.tallies.results import is_suppressed, results_visible, tallies_view
@@ -72,7 +84,8 @@ from service.voting.ports import (
 from service.voting.ratelimits import Limit, MemoryLimits, RateLimited, address_hash
 
 # Longer than any request may run (gunicorn kills a worker after its 30 s timeout): a
-# claim this old without its ballot was left by a request that died; it blocks nobody.
+# claim this old not known committed is settled from the database even while its
+# process's lease is alive (its request failed and could not release it).
 ORPHAN_CLAIM_SECONDS = 45
 
 
@@ -122,6 +135,7 @@ class Voting:
     limits: tuple[Limit, ...]
     memory_limits: MemoryLimits
     clock: Callable[[], datetime]
+    lease: ProcessLease
 
     def cast(self, *, poll_id: str, ballot: Ballot, facts: VoteFacts) -> Accepted | Refused:
         """Cast one vote: its whole answer, or why it is refused."""
@@ -234,7 +248,8 @@ class _Casting:
         except ValidationFailed as error:
             return self._refuse(error)
         self._identify()
-        return self._admit() or self._record() or self._count()
+        with self.voting.lease.voting_in(poll.id):
+            return self._admit() or self._record() or self._count()
 
     def _identify(self) -> None:
         voting, poll = self.voting, self.poll
@@ -255,7 +270,7 @@ class _Casting:
             ballot_id=self.ballot_id,
             identities=tuple(zip(self.kinds, self.identities, strict=True)),
             window_ms=(poll.vote_window_seconds or 0) * 1000,
-            orphan_ms=ORPHAN_CLAIM_SECONDS * 1000,
+            orphan_ms=ORPHAN_CLAIM_SECONDS * 1000, lease=voting.lease.token, lease_ms=LEASE_MS,
             # With a key, a duplicate may still be its own recorded vote: counted once decided.
             count_duplicate=self.key is None,
             version=None if self.verified else poll.version)
@@ -285,8 +300,10 @@ class _Casting:
             outcome = self._wait_for_key()
             if isinstance(outcome, Accepted):
                 return outcome
-        if isinstance(outcome, Duplicate) and self._orphaned(outcome):
-            outcome = self._claim_afresh(outcome)
+        outcome = self._settle(outcome)
+        if isinstance(outcome, InFlight):
+            self._give_key_up()
+            return self._refuse(VotePending(identity=outcome.kind), key_checked=True)
         if isinstance(outcome, Duplicate):
             self._give_key_up()
             if outcome.counted:
@@ -313,23 +330,27 @@ class _Casting:
         self.call = replace(self.call, limits=(), key=None, version=None)
         return self.voting.scripts.admit(self.call) or Admitted()
 
-    def _orphaned(self, duplicate: Duplicate) -> bool:
-        """Whether the claim was left by a request that died before committing its
-        ballot: older than any request may live, and its ballot is not in the database
-        (a claim the script counted as a refusal is young)."""
-        if duplicate.counted or duplicate.claimed_ms is None:
-            return False
-        if self.call.now_ms - duplicate.claimed_ms < ORPHAN_CLAIM_SECONDS * 1000:
-            return False  # perhaps still on its way to the database
-        return not self.voting.ballots.exists(duplicate.holder)
-
-    def _claim_afresh(self, duplicate: Duplicate) -> Admission:
-        """Nobody voted with the orphaned claim: free it and claim again."""
-        self.voting.scripts.release(poll_id=self.poll.id, identities=self.identities,
-                                    ballot_id=duplicate.holder)
-        self.call = replace(self.call, limits=(), version=None,
-                            key=None if self.held else self.call.key)
-        return self.voting.scripts.admit(self.call) or Admitted()
+    def _settle(self, outcome: Admission) -> Admission:
+        """Settle claims whose vote's fate Redis cannot tell (its process is gone, or it
+        is older than any request) from the database: the ballot is there (a duplicate,
+        its claims marked so), or the vote is dead: its claims are released and the voter
+        claimed afresh. Each identity may meet one such claim."""
+        voting = self.voting
+        for _ in self.identities:
+            if not isinstance(outcome, Unresolved):
+                return outcome
+            if voting.ballots.exists(outcome.holder):
+                voting.scripts.confirm(poll_id=self.poll.id, identities=self.identities,
+                                       claim=outcome.claim)
+                return Duplicate(kind=outcome.kind, holder=outcome.holder, counted=False)
+            voting.scripts.release_dead(poll_id=self.poll.id, identities=self.identities,
+                                        ballot_id=outcome.holder, at=self.attempt.now)
+            self.call = replace(self.call, limits=(), version=None,
+                                key=None if self.held else self.call.key)
+            outcome = voting.scripts.admit(self.call) or Admitted()
+        if isinstance(outcome, Unresolved):  # settled above as often as it may be
+            return InFlight(kind=outcome.kind, holder=outcome.holder)
+        return outcome
 
     def _admit_without_redis(self) -> None:
         """Redis is down: count the attempt in memory; the database's claim rows judge
@@ -389,7 +410,10 @@ class _Casting:
         created_at = iso(now)
         call = CountCall(poll_id=poll.id, ballot_id=self.ballot_id, at_ms=epoch_ms(now),
                          option_ids=ballot.choices, has_other=ballot.other is not None,
-                         context=ballot.context).publish().integrity(
+                         context=ballot.context)
+        if self.identities:
+            call.confirm(identities=self.identities, claim=self.call.claim)
+        call.publish().integrity(
             integrity.ACCEPTED, hour=integrity.hour_of(now),
             retention_seconds=integrity.RETENTION_SECONDS)
         if shown:

@@ -20,9 +20,12 @@ RETENTION_DAYS = 30
 RETENTION_SECONDS = RETENTION_DAYS * 24 * 3600
 HOUR_FORMAT = "%Y%m%d%H"
 ACCEPTED, WITHDRAWN = "accepted", "withdrawn"
+# A vote whose process died between its claim and its commit, released (cast.py).
+RELEASED_DEAD_CLAIMS = "released_dead_claims"
 DUPLICATE_KINDS = ("cookie", "ip", "user")
 # Refusals counted, by their problem code; duplicate votes also by the identity seen.
-REFUSALS = ("duplicate_vote", "rate_limited", "origin_not_allowed", "poll_closed")
+REFUSALS = ("duplicate_vote", "rate_limited", "origin_not_allowed", "poll_closed",
+            "vote_pending")
 
 
 def hour_of(moment: datetime) -> str:
@@ -56,6 +59,7 @@ def _counts(raw: dict[bytes, bytes]) -> dict:
             "duplicate_vote": {"total": sum(duplicates.values()), **duplicates},
             **{reason: fields.get(reason, 0) for reason in REFUSALS[1:]},
         },
+        RELEASED_DEAD_CLAIMS: fields.get(RELEASED_DEAD_CLAIMS, 0),
     }
 
 

@@ -32,6 +32,14 @@ class VoteScripts(Protocol):
 
     def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> None: ...
 
+    def release_dead(self, *, poll_id: str, identities: list[str], ballot_id: str,
+                     at: datetime) -> None:
+        """Release the claims of a vote known dead (its process gone, its ballot absent),
+        counted in the integrity numbers and the metrics when there were any."""
+
+    def confirm(self, *, poll_id: str, identities: list[str], claim: str) -> None:
+        """Mark claims holding `claim` as their ballot's, known committed."""
+
     def key_begin(self, hold: KeyHold) -> KeyState | None: ...
 
     def key_finish(self, *, entry: str, token: str, answer: str, keep_ms: int) -> None: ...
@@ -52,7 +60,7 @@ class Recorded:
 
 class AlreadyRecorded(Exception):
     """The database refused the ballot: its voter's claim or its Idempotency-Key is
-    recorded already (Redis had forgotten them)."""
+    recorded already (Redis had forgotten them, or released a claim it took for dead)."""
 
 
 class BallotStore(Protocol):

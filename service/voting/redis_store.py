@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime
 
+from service.infra import metrics
 from service.infra.redis import RedisHandle, incident
 from service.infra.redis.scripts import (
     Admission,
@@ -75,6 +76,26 @@ class RedisVoteScripts:
         with self.redis.fallback("releasing a vote's claim"):
             self.redis.scripts.release(poll_id=poll_id, identities=identities,
                                        ballot_id=ballot_id)
+
+    def release_dead(self, *, poll_id: str, identities: list[str], ballot_id: str,
+                     at: datetime) -> None:
+        released = 0
+        with self.redis.fallback("releasing a vote's claim"):
+            released = self.redis.scripts.release(poll_id=poll_id, identities=identities,
+                                                  ballot_id=ballot_id)
+        if released:
+            log.info("released the claims of a vote whose process is gone and whose ballot "
+                     "was never recorded", extra={"poll_id": poll_id})
+            metrics.DEAD_CLAIMS_RELEASED.inc()
+            integrity.record(redis=self.redis, poll_id=poll_id,
+                             outcome=integrity.RELEASED_DEAD_CLAIMS, at=at)
+
+    def confirm(self, *, poll_id: str, identities: list[str], claim: str) -> None:
+        # A claim left unconfirmed is judged again from the database by the next duplicate.
+        with self.redis.fallback("confirming a vote's claim"):
+            self.redis.scripts.count(CountCall(poll_id=poll_id, ballot_id="", at_ms=0,
+                                               counted=False).confirm(identities=identities,
+                                                                      claim=claim))
 
     def key_begin(self, hold: KeyHold) -> KeyState | None:
         # The database's unique key still keeps the key to one ballot when Redis is down.

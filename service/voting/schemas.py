@@ -79,11 +79,18 @@ class RejectedCountsSchema(Schema):
     rate_limited = fields.Integer()
     origin_not_allowed = fields.Integer()
     poll_closed = fields.Integer()
+    vote_pending = fields.Integer(metadata={
+        "description": "Attempts answered `409 vote_pending`: an earlier attempt by the same "
+                       "voter was still in flight."})
 
 class IntegrityCountsSchema(Schema):
     accepted = fields.Integer(metadata={"description": "Votes accepted (201, replays excluded)."})
     withdrawn = fields.Integer(metadata={"description": "Votes withdrawn with their receipt."})
     rejected = fields.Nested(RejectedCountsSchema)
+    released_dead_claims = fields.Integer(metadata={
+        "description": "Votes whose server process died between claiming the voter and "
+                       "recording the ballot: their claims were released so the voter's "
+                       "retry is admitted (nothing was counted for them)."})
 
 class IntegrityHourSchema(IntegrityCountsSchema):
     hour = fields.String(metadata={"description": "Start of the UTC hour.",

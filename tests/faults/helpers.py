@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
@@ -79,6 +81,36 @@ async def burst(base_url: str, poll: dict, voters: range, *,
         await asyncio.to_thread(fault)
     await asyncio.gather(*tasks)
     return result
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """A gunicorn master's worker processes."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def pending(answer: Answer) -> bool:
+    """`409 vote_pending`: an earlier attempt's fate is not known yet; retry."""
+    return answer.status == 409 and (answer.body or {}).get("code") == "vote_pending"
+
+
+async def retry_until_settled(base_url: str, poll: dict, voters: list[int], *,
+                              every: float = 0.25, give_up_after: float = 15
+                              ) -> tuple[dict[int, list[Answer]], float]:
+    """Send each voter's vote again every `every` seconds while it is answered
+    `vote_pending`, as the widget does: every answer per voter, and how long it took
+    until none was pending."""
+    answers: dict[int, list[Answer]] = {n: [] for n in voters}
+    started = time.monotonic()
+    waiting = list(voters)
+    while waiting and time.monotonic() - started < give_up_after:
+        got = await asyncio.gather(*(cast(base_url, poll, n) for n in waiting))
+        for n, answer in zip(waiting, got, strict=True):
+            answers[n].append(answer)
+        waiting = [n for n, answer in zip(waiting, got, strict=True) if pending(answer)]
+        if waiting:
+            await asyncio.sleep(every)
+    return answers, time.monotonic() - started
 
 
 def recorded(engine: sa.Engine, poll: dict) -> dict[str, str]:

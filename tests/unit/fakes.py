@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from service.infra.errors import NotFound
 from service.infra.identity import Voter
+from service.infra.redis.lease import ProcessLease
 from service.infra.redis.scripts import (
     Admission,
     AdmitCall,
@@ -85,6 +86,8 @@ class FakeScripts:
     admitted: list[AdmitCall] = field(default_factory=list)
     counted: list[CountCall] = field(default_factory=list)
     released: list[tuple[list[str], str]] = field(default_factory=list)
+    released_dead: list[str] = field(default_factory=list)  # ballot ids
+    confirmed: list[str] = field(default_factory=list)  # claims marked committed
     finished: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
@@ -107,6 +110,14 @@ class FakeScripts:
 
     def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> None:
         self.released.append((identities, ballot_id))
+
+    def release_dead(self, *, poll_id: str, identities: list[str], ballot_id: str,
+                     at: datetime) -> None:
+        self.released.append((identities, ballot_id))
+        self.released_dead.append(ballot_id)
+
+    def confirm(self, *, poll_id: str, identities: list[str], claim: str) -> None:
+        self.confirmed.append(claim)
 
     def key_begin(self, hold: KeyHold) -> KeyState | None:
         if self.down:
@@ -183,7 +194,7 @@ def a_voting(*, poll: PollSnapshot | None = None, cached: PollSnapshot | None = 
         polls=FakePolls(current=a_poll() if poll is None else poll, cached=cached),
         scripts=scripts or FakeScripts(), ballots=ballots or FakeBallots(),
         tallies=FakeTallies(), secret=SECRET, limits=parse_limits(limits),
-        memory_limits=MemoryLimits(), clock=clock,
+        memory_limits=MemoryLimits(), clock=clock, lease=ProcessLease(),
     )
 
 

@@ -15,19 +15,22 @@ from service.infra.errors import (
     OriginNotAllowed,
     PollClosed,
     ValidationFailed,
+    VotePending,
 )
 from service.infra.redis.scripts import (
     Admitted,
     Duplicate,
+    InFlight,
     KeyAnswered,
     KeyHeld,
     KeyMismatch,
     KeyPending,
     Limited,
     Stale,
+    Unresolved,
 )
 from service.voting.ballot import Ballot, new_receipt
-from service.voting.cast import ORPHAN_CLAIM_SECONDS, Accepted, Refused
+from service.voting.cast import Accepted, Refused
 from service.voting.ratelimits import RateLimited
 from tests.unit.fakes import (
     NOW,
@@ -53,9 +56,8 @@ def refusal(result) -> Exception:
     return result.error
 
 
-def a_duplicate(*, counted: bool = True, age_seconds: int = 1, holder: str = "Other000000000001"):
-    return Duplicate(kind="ip", holder=holder, claimed_ms=NOW_MS - age_seconds * 1000,
-                     counted=counted)
+def a_duplicate(*, counted: bool = True, holder: str = "Other000000000001"):
+    return Duplicate(kind="ip", holder=holder, counted=counted)
 
 
 # -- admitted ---------------------------------------------------------------------------
@@ -128,34 +130,77 @@ def test_a_duplicate_the_script_left_uncounted_is_counted_once_decided():
     assert voting.scripts.outcomes == ["duplicate_vote:ip"]
 
 
-def test_an_orphaned_claim_is_released_and_the_voter_admitted():
+def test_a_claim_of_a_dead_vote_without_its_ballot_is_released_and_the_voter_admitted():
     ghost = "Ghost00000000001"
-    old = a_duplicate(counted=False, age_seconds=ORPHAN_CLAIM_SECONDS + 1, holder=ghost)
-    voting = a_voting(scripts=FakeScripts().answer(old, Admitted()))
+    dead = Unresolved(kind="ip", holder=ghost, claim=f"{ghost}:0:{NOW_MS - 5000}:gone")
+    voting = a_voting(scripts=FakeScripts().answer(dead, Admitted()))
 
     result = cast(voting)
 
     assert isinstance(result, Accepted)
     [(identities, holder)] = voting.scripts.released
     assert holder == ghost and len(identities) == 2
+    assert voting.scripts.released_dead == [ghost]  # counted as a dead vote's claims
     assert voting.scripts.admitted[1].limits == ()  # the attempt was counted once
+    assert len(voting.ballots.rows) == 1
 
 
-def test_a_young_claim_without_its_ballot_is_a_vote_in_flight():
-    young = a_duplicate(counted=False, age_seconds=ORPHAN_CLAIM_SECONDS - 1, holder="Ghost")
-    voting = a_voting(scripts=FakeScripts().answer(young))
+def test_a_claim_of_a_vote_in_flight_is_vote_pending_never_a_duplicate():
+    voting = a_voting(scripts=FakeScripts().answer(InFlight(kind="ip", holder="Alive0000000001")))
+
+    error = refusal(cast(voting))
+
+    assert isinstance(error, VotePending) and error.identity == "ip"
+    assert error.status == 409 and error.headers["Retry-After"] == "1"
+    assert voting.scripts.released == [] and voting.ballots.rows == {}
+    assert voting.scripts.outcomes == ["vote_pending"]
+
+
+def test_a_dead_vote_whose_ballot_is_recorded_is_a_duplicate_and_its_claim_confirmed():
+    voted = "Voted00000000001"
+    ballots = FakeBallots(rows={voted: {"idempotency_hash": None}})
+    unsure = Unresolved(kind="ip", holder=voted, claim=f"{voted}:0:{NOW_MS - 3_600_000}")
+    voting = a_voting(scripts=FakeScripts().answer(unsure), ballots=ballots)
 
     assert isinstance(refusal(cast(voting)), DuplicateVote)
     assert voting.scripts.released == []
+    assert voting.scripts.confirmed == [unsure.claim]
+    assert voting.scripts.outcomes == ["duplicate_vote:ip"]
 
 
-def test_an_old_claim_whose_ballot_is_recorded_still_refuses():
-    ballots = FakeBallots(rows={"Voted00000000001": {"idempotency_hash": None}})
-    old = a_duplicate(counted=False, age_seconds=3600, holder="Voted00000000001")
-    voting = a_voting(scripts=FakeScripts().answer(old), ballots=ballots)
+def test_a_claim_released_as_dead_while_its_request_lived_still_gives_one_ballot():
+    # The stalled request committed after the release: the database's claim rows refuse
+    # the second ballot, and the voter is told the truth, a ballot exists.
+    ballots = FakeBallots()
+    first = a_voting(ballots=ballots)
+    assert isinstance(cast(first), Accepted)
+    ghost = next(iter(ballots.rows))
+    second = a_voting(ballots=ballots, scripts=FakeScripts().answer(
+        Unresolved(kind="ip", holder="NotYet0000000001", claim="NotYet0000000001:0:1:x")))
 
-    assert isinstance(refusal(cast(voting)), DuplicateVote)
-    assert voting.scripts.released == []
+    assert isinstance(refusal(cast(second)), DuplicateVote)
+    assert list(ballots.rows) == [ghost]
+
+
+def test_each_identity_may_meet_one_dead_claim():
+    ghosts = [Unresolved(kind=kind, holder=f"Ghost{kind:0>11}", claim=f"Ghost{kind:0>11}:0:1:x")
+              for kind in ("cookie", "ip")]
+    voting = a_voting(scripts=FakeScripts().answer(*ghosts, Admitted()))
+
+    assert isinstance(cast(voting), Accepted)
+    assert voting.scripts.released_dead == [ghost.holder for ghost in ghosts]
+
+
+def test_the_count_marks_the_voters_claims_committed():
+    voting = a_voting()
+
+    cast(voting)
+
+    [counted] = voting.scripts.counted
+    _keys, args = counted.keys_and_args()
+    claim = voting.scripts.admitted[0].claim
+    assert args[args.index("confirm"):args.index("confirm") + 4] == [
+        "confirm", 2, claim, claim.rsplit(":", 1)[0] + ":-"]
 
 
 def test_over_the_rate_limit_is_refused_with_retry_after():

@@ -19,17 +19,18 @@ def test_admit_lists_version_limits_key_integrity_then_claims():
         limits=(LimitWindow(3, 60_000), LimitWindow(2, 1000)), limited_as="addr",
         key=KeyHold(entry="E", token="T", body="B", hold_ms=5000), ballot_id="b1",
         identities=(("cookie", "cookie:c"), ("ip", "ip:i")), window_ms=0, orphan_ms=45_000,
-        count_duplicate=True, version="v9")
+        lease="me", lease_ms=3000, count_duplicate=True, version="v9")
 
     script_keys, args = call.keys_and_args()
 
     assert script_keys == [
         keys.poll_version("P"), keys.rate_limit("P", "addr", 3, 60_000),
         keys.rate_limit("P", "addr", 2, 1000), "E", keys.integrity("P", "2026120312"),
-        keys.seen("P", "cookie:c"), keys.seen("P", "ip:i"),
+        keys.lease("P", "me"), keys.seen("P", "cookie:c"), keys.seen("P", "ip:i"),
     ]
     assert args == [1000, 2, "1", 60, "1", "v9", 3, 60_000, 2, 1000, "T", "B", 5000,
-                    "b1", 0, 45_000, "cookie", "ip"]
+                    "b1", 0, 45_000, "me", 3000, "cookie", "ip"]
+    assert call.claim == "b1:0:1000:me"  # what admit.lua writes: ballot:until:claimed:owner
 
 
 def test_admit_for_the_limits_alone_claims_nothing():
@@ -38,8 +39,9 @@ def test_admit_for_the_limits_alone_claims_nothing():
 
     script_keys, args = call.keys_and_args()
 
-    assert script_keys == [keys.rate_limit("P", "a", 1, 10), keys.integrity("P", "h")]
-    assert args == [1, 1, "0", 60, "0", "", 1, 10, "", 0, 0]
+    assert script_keys == [keys.rate_limit("P", "a", 1, 10), keys.integrity("P", "h"),
+                           keys.lease("P", "")]
+    assert args == [1, 1, "0", 60, "0", "", 1, 10, "", 0, 0, "", 0]
 
 
 def test_count_lists_its_tally_scopes_then_each_steps_keys_in_order():
@@ -67,3 +69,14 @@ def test_a_note_alone_counts_no_tally():
 
     assert script_keys[0] == keys.webhook_subscribers() and len(script_keys) == 3
     assert args[4:6] == [0, 0]  # no scope, no option
+
+
+def test_confirm_lists_the_voters_claims_and_their_committed_value():
+    call = CountCall(poll_id="P", ballot_id="b1", at_ms=5).confirm(
+        identities=["cookie:c", "ip:i"], claim="b1:0:1000:me").publish()
+
+    script_keys, args = call.keys_and_args()
+
+    assert script_keys[4:] == [keys.seen("P", "cookie:c"), keys.seen("P", "ip:i")]
+    assert args[6:] == ["confirm", 2, "b1:0:1000:me", "b1:0:1000:-",
+                        "publish", keys.tally_changes("P")]

@@ -9,12 +9,13 @@ creating one per request costs more than half the throughput.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import fakeredis
 from flask import Flask, current_app
 
 from service.infra.redis.client import LazyCluster, connect
+from service.infra.redis.lease import ProcessLease
 from service.infra.redis.outage import REDIS_ERRORS, Fallback, Scope, incident
 from service.infra.redis.scripts import Scripts
 
@@ -28,11 +29,13 @@ REDIS_SOCKET_TIMEOUT_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class RedisHandle:
-    """One Redis client per process, its scripts, and whether other processes share it."""
+    """One Redis client per process, its scripts, whether other processes share it, and
+    the process's lease (how others tell its votes in flight from dead ones)."""
 
     client: object
     scripts: Scripts
     shared: bool
+    lease: ProcessLease = field(default_factory=ProcessLease)
 
     @property
     def on_cluster(self) -> bool:

@@ -63,8 +63,16 @@ class AdmitCall:
     identities: tuple[tuple[str, str], ...] = ()
     window_ms: int = 0  # 0: one vote ever
     orphan_ms: int = 0  # a claim older than this without its ballot is the caller's to judge
+    lease: str = ""  # the calling process's lease token (service/infra/redis/lease.py)
+    lease_ms: int = 0  # how long the lease lasts once set
     count_duplicate: bool = False  # count a duplicate refusal in the integrity hash
     version: str | None = None  # the caller's unverified copy of the poll
+
+    @property
+    def claim(self) -> str:
+        """The value admit.lua gives the voter's claims when it admits the vote."""
+        until = self.now_ms + self.window_ms if self.window_ms else 0
+        return f"{self.ballot_id}:{until}:{self.now_ms}:{self.lease}"
 
     def keys_and_args(self) -> tuple[list[str], list]:
         script_keys = [keys.poll_version(self.poll_id)] if self.version else []
@@ -79,8 +87,9 @@ class AdmitCall:
             script_keys.append(self.key.entry)
             args += [self.key.token, self.key.body, self.key.hold_ms]
         script_keys.append(keys.integrity(self.poll_id, self.integrity_hour))
+        script_keys.append(keys.lease(self.poll_id, self.lease))
         script_keys += [keys.seen(self.poll_id, identity) for _kind, identity in self.identities]
-        args += [self.ballot_id, self.window_ms, self.orphan_ms]
+        args += [self.ballot_id, self.window_ms, self.orphan_ms, self.lease, self.lease_ms]
         args += [kind for kind, _identity in self.identities]
         return script_keys, args
 
@@ -92,12 +101,37 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Duplicate:
-    """An identity of the voter is claimed already."""
+    """An identity of the voter is claimed by a committed ballot."""
 
     kind: str  # which identity: cookie, ip or user
     holder: str  # the ballot id the claim is for
-    claimed_ms: int | None  # when it was claimed (None for claims written without)
     counted: bool  # the script counted this refusal in the integrity hash
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An identity of the voter is claimed by a vote not committed yet, whose process is
+    alive: its fate is not known yet."""
+
+    kind: str
+    holder: str
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An identity of the voter is claimed by a vote not known to be committed, whose
+    process is gone or which is older than any request may live: committed if its ballot
+    is in the database, dead otherwise."""
+
+    kind: str
+    holder: str
+    claim: str  # the claim's value as held
+
+
+def committed_claim(claim: str) -> str:
+    """A claim's value once its ballot is known to be committed (owner '-')."""
+    ballot_id, until, claimed = [*claim.split(":"), "0", ""][:3]
+    return f"{ballot_id}:{until}:{claimed}:-"
 
 
 @dataclass(frozen=True)
@@ -134,7 +168,8 @@ class KeyHeld:
     """idempotency.lua's 'begin': the key is now the caller's to answer."""
 
 
-Admission = Admitted | Duplicate | Limited | Stale | KeyAnswered | KeyPending | KeyMismatch
+Admission = (Admitted | Duplicate | InFlight | Unresolved | Limited | Stale | KeyAnswered
+             | KeyPending | KeyMismatch)
 KeyState = KeyHeld | KeyAnswered | KeyPending | KeyMismatch
 
 
@@ -142,21 +177,19 @@ def _entry(fields: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
-def _claim(held: bytes) -> tuple[str, int | None]:
-    """A claim "<ballot id>:<until ms>:<claimed ms>": its ballot and when it was made."""
-    ballot_id, _, rest = held.decode().partition(":")
-    claimed = rest.partition(":")[2]
-    return ballot_id, int(claimed) if claimed.isdigit() else None
-
-
 def _admission(reply: list, call: AdmitCall) -> Admission:
     state = reply[0]
     if state == b"admitted":
         return Admitted()
-    if state == b"duplicate":
-        holder, claimed_ms = _claim(reply[2])
-        return Duplicate(kind=call.identities[int(reply[1]) - 1][0], holder=holder,
-                         claimed_ms=claimed_ms, counted=bool(int(reply[3])))
+    if state in (b"duplicate", b"in_flight", b"unresolved"):
+        kind = call.identities[int(reply[1]) - 1][0]
+        claim = reply[2].decode()
+        holder = claim.partition(":")[0]
+        if state == b"duplicate":
+            return Duplicate(kind=kind, holder=holder, counted=bool(int(reply[3])))
+        if state == b"in_flight":
+            return InFlight(kind=kind, holder=holder)
+        return Unresolved(kind=kind, holder=holder, claim=claim)
     return _refusal_or_key_state(reply)
 
 
@@ -213,6 +246,13 @@ class CountCall:
                        keys.webhook_batch(member)]
         self._steps += ["webhook", owner_id, member, second, WEBHOOK_MAX_WAITING_BATCHES,
                         WEBHOOK_BATCH_TTL_SECONDS]
+        return self
+
+    def confirm(self, *, identities: list[str], claim: str) -> CountCall:
+        """Mark the ballot's claims of these voter identities committed, where they still
+        hold `claim`."""
+        self._keys += [keys.seen(self.poll_id, identity) for identity in identities]
+        self._steps += ["confirm", len(identities), claim, committed_claim(claim)]
         return self
 
     def read(self) -> CountCall:

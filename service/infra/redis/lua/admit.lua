@@ -4,14 +4,15 @@
 --
 -- KEYS, in this order: the poll's version token when ARGV[6] is not empty; one
 -- moving-window list per rate limit (ARGV[2] of them); the Idempotency-Key entry when
--- ARGV[3] is '1'; the integrity hash of this hour; one "seen" key per voter identity
--- (the rest).
+-- ARGV[3] is '1'; the integrity hash of this hour; the caller's lease key (keys.lease);
+-- one "seen" key per voter identity (the rest).
 -- ARGV[1] now (ms); ARGV[2] n limits; ARGV[3] '1' with an Idempotency-Key;
 -- ARGV[4] integrity retention (s); ARGV[5] '1' to count a duplicate here;
 -- ARGV[6] the version token of the caller's copy of the poll, '' when it is known fresh;
 -- then per limit: amount, window (ms);
 -- then with a key: the caller's token, the body hash, ms to hold an unanswered entry;
--- then the claim: ballot id, vote window (ms, 0 = one vote ever), orphan age (ms);
+-- then the claim: ballot id, vote window (ms, 0 = one vote ever), orphan age (ms), the
+-- caller's lease token, lease (ms);
 -- then one identity kind per "seen" key (the integrity field of a duplicate).
 --
 -- Returns one of:
@@ -20,10 +21,19 @@
 --   {'mismatch'}               the key was used with another body
 --   {'pending'}                another request holds the key
 --   {'done', entry fields...}  the key's stored answer (HGETALL of the entry)
---   {'duplicate', index, claim, counted}  identity `index` (1-based) is claimed; counted
---                              is 1 when this script counted the refusal (integrity)
+--   {'duplicate', index, claim, counted}  identity `index` (1-based) is claimed by a
+--                              committed ballot; counted is 1 when this script counted
+--                              the refusal (integrity)
+--   {'in_flight', index, claim}   claimed by a vote not yet committed whose process is
+--                              alive (its lease is set) and that is younger than the
+--                              orphan age: its fate is not known yet
+--   {'unresolved', index, claim}  claimed by a vote not known to be committed whose
+--                              process is gone (or that is older than any request may
+--                              live): the caller asks the database whether its ballot exists
 --   {'admitted'}               every identity is claimed for ARGV ballot id
--- Claims are "<ballot id>:<until ms>:<claimed ms>" (until 0 = forever); release.lua frees them.
+-- Claims are "<ballot id>:<until ms>:<claimed ms>:<owner>" (until 0 = forever), owner
+-- the lease token of the process that made it until count.lua's 'confirm' step marks
+-- the ballot committed with '-'; release.lua frees them.
 local now = tonumber(ARGV[1])
 local n_limits = tonumber(ARGV[2])
 local keyed = ARGV[3] == '1'
@@ -91,26 +101,37 @@ if keyed then
 end
 k = k + 1  -- the integrity hash
 
+local lease = KEYS[k]
+k = k + 1
+
 -- The duplicate check: all identities or none.
 local ballot, window, orphan_ms = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-a = a + 3
+local me, lease_ms = ARGV[a + 3], tonumber(ARGV[a + 4])
+a = a + 5
+local leases = string.sub(lease, 1, #lease - #me)
 local first_seen = k
 for i = first_seen, #KEYS do
   local held = redis.call('GET', KEYS[i])
   if held then
-    local until_ms, claimed_ms = string.match(held, '^[^:]*:(%d+):?(%d*)')
+    local until_ms, claimed_ms, owner = string.match(held, '^[^:]*:(%d+):?(%d*):?([^:]*)')
     until_ms = tonumber(until_ms)
     if until_ms == nil or until_ms == 0 or until_ms > now then
       local index = i - first_seen + 1
-      claimed_ms = tonumber(claimed_ms)
-      -- A claim old enough to be an orphan is judged by the caller (is its ballot in
-      -- the database?), which then counts the refusal or claims afresh.
-      local young = claimed_ms == nil or now - claimed_ms < orphan_ms
-      if count_duplicate and young then
-        refused('duplicate_vote:' .. ARGV[a + index - 1])
-        return {'duplicate', index, held, 1}
+      if owner == '-' then
+        if count_duplicate then
+          refused('duplicate_vote:' .. ARGV[a + index - 1])
+          return {'duplicate', index, held, 1}
+        end
+        return {'duplicate', index, held, 0}
       end
-      return {'duplicate', index, held, 0}
+      -- Not known committed: in flight while young and its process's lease is alive
+      -- (a claim written before owners were kept is taken to be alive while young).
+      claimed_ms = tonumber(claimed_ms)
+      if claimed_ms and now - claimed_ms < orphan_ms and (owner == nil or owner == ''
+          or redis.call('EXISTS', leases .. owner) == 1) then
+        return {'in_flight', index, held}
+      end
+      return {'unresolved', index, held}
     end
   end
 end
@@ -118,13 +139,16 @@ local until_ms = 0
 if window > 0 then
   until_ms = now + window
 end
-local value = ballot .. ':' .. until_ms .. ':' .. now
+local value = ballot .. ':' .. until_ms .. ':' .. now .. ':' .. me
 for i = first_seen, #KEYS do
   if window > 0 then
     redis.call('SET', KEYS[i], value, 'PX', window)
   else
     redis.call('SET', KEYS[i], value)
   end
+end
+if #KEYS >= first_seen then
+  redis.call('SET', lease, '1', 'PX', lease_ms)
 end
 if keyed then
   redis.call('HSET', entry, 'body', body, 'token', token)

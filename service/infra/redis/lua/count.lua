@@ -11,6 +11,9 @@
 --   'integrity', field, seconds        count the outcome in this hour's hash (1 key)
 --   'webhook', owner, member, second, cap, ttl   note the ballot for `vote.created`
 --                                      webhooks (3 keys: subscribers, batches, batch)
+--   'confirm', n, claim, committed      mark the ballot's claims committed (n keys: the
+--                                      voter's "seen" keys): each that still holds
+--                                      `claim` (admit.lua's value) becomes `committed`
 --   'read'                             return the poll's tally after the count
 --   'answer', token, answer, ms, needs tally   keep an Idempotency-Key's answer for its
 --                                      retries (idempotency.lua's 'finish'; 1 key, the
@@ -82,6 +85,15 @@ while a <= #ARGV do
     end
     k = k + 3
     a = a + 6
+  elseif step == 'confirm' then
+    local n = tonumber(ARGV[a + 1])
+    for i = k, k + n - 1 do
+      if redis.call('GET', KEYS[i]) == ARGV[a + 2] then
+        redis.call('SET', KEYS[i], ARGV[a + 3], 'KEEPTTL')
+      end
+    end
+    k = k + n
+    a = a + 4
   elseif step == 'read' then
     if live[1] then
       tally = redis.call('HGETALL', KEYS[1])
