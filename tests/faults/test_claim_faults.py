@@ -17,11 +17,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from service import create_app, owners
 from service.infra import keys
-from service.infra.db import db
 from service.infra.redis.lease import LEASE_MS
-from tests.conftest import SECRET
 from tests.faults.helpers import (
     cast,
     create_poll,
@@ -42,29 +39,14 @@ STALL_SECONDS = 10
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """An empty, migrated database: a SQLite file, or the fault tier's PostgreSQL."""
+def fault_database(request, fault_database, tmp_path) -> str:
+    """These scenarios run on SQLite too: an empty, migrated SQLite file, or the fault
+    tier's PostgreSQL (the `database` engine and `owner_key` follow)."""
     if request.param == "postgresql":
-        return request.getfixturevalue("fault_database")
+        return fault_database
     path = tmp_path / "pollbox.db"
     shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
     return f"sqlite:///{path}"
-
-
-@pytest.fixture
-def engine(database_url):
-    engine = sa.create_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def owner_key(database_url) -> str:
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": SECRET})
-    with app.app_context():
-        key = owners.create_owner(session=db.session, name="PsyWeb")
-        db.engine.dispose()
-    return key
 
 
 class DatabaseHeld:
@@ -121,16 +103,16 @@ def code(answer) -> str:
 
 
 def test_a_worker_killed_between_claim_and_commit_never_has_its_voters_told_they_voted(
-    gunicorn_server, redis_server, database_url, engine, owner_key
+    gunicorn_server, redis_server, fault_database, database, owner_key
 ):
-    server = gunicorn_server(database_url=database_url, redis_url=redis_server.url,
+    server = gunicorn_server(database_url=fault_database, redis_url=redis_server.url,
                              workers=WORKERS, RECONCILE_INTERVAL_SECONDS="0")
     poll = create_poll(server.base_url, owner_key)  # one vote ever per address
     victim = worker_pids(server.process.pid)[0]
     redis_client = redis_server.client()
 
     async def scenario():
-        held = DatabaseHeld(database_url)
+        held = DatabaseHeld(fault_database)
         first = {n: asyncio.create_task(cast(server.base_url, poll, n)) for n in range(VOTERS)}
         claimed = await claims_settle(redis_client, poll)
         os.kill(victim, signal.SIGKILL)
@@ -149,9 +131,9 @@ def test_a_worker_killed_between_claim_and_commit_never_has_its_voters_told_they
         return claimed, first_answers, at_once_answers, later, settled_after
 
     claimed, first, at_once, later, settled_after = asyncio.run(scenario())
-    rows = recorded(engine, poll)
+    rows = recorded(database, poll)
     totals = integrity_totals(server.base_url, poll, owner_key)
-    report(f"claims of a killed worker, database held ({database_url.split(':')[0]})",
+    report(f"claims of a killed worker, database held ({fault_database.split(':')[0]})",
            voters=VOTERS, claimed_when_killed=claimed, lost=len(at_once),
            at_once=dict(Counter(map(code, at_once.values()))),
            later=dict(Counter(code(answers[-1]) for answers in later.values())),
@@ -180,15 +162,15 @@ def test_a_worker_killed_between_claim_and_commit_never_has_its_voters_told_they
 
 @pytest.mark.parametrize("window", [None, 3600], ids=["one-vote-ever", "windowed"])
 def test_a_request_stalled_by_the_database_is_never_released_early_and_doubled(
-    gunicorn_server, redis_server, database_url, engine, owner_key, window
+    gunicorn_server, redis_server, fault_database, database, owner_key, window
 ):
-    server = gunicorn_server(database_url=database_url, redis_url=redis_server.url,
+    server = gunicorn_server(database_url=fault_database, redis_url=redis_server.url,
                              workers=WORKERS, RECONCILE_INTERVAL_SECONDS="0")
     poll = create_poll(server.base_url, owner_key, vote_window_seconds=window)
     redis_client = redis_server.client()
 
     async def scenario():
-        held = DatabaseHeld(database_url)
+        held = DatabaseHeld(fault_database)
         stalled = asyncio.create_task(cast(server.base_url, poll, 0))
         await claims_settle(redis_client, poll, quiet=0.2)
         claimed_at = time.monotonic()
@@ -203,11 +185,11 @@ def test_a_request_stalled_by_the_database_is_never_released_early_and_doubled(
         return await stalled, [await task for task in duplicates]
 
     first, duplicates = asyncio.run(scenario())
-    rows = recorded(engine, poll)
+    rows = recorded(database, poll)
     answers = [first, *duplicates]
     totals = integrity_totals(server.base_url, poll, owner_key)
     report(f"a vote stalled {STALL_SECONDS} s by the database, then duplicates "
-           f"({database_url.split(':')[0]}, {'windowed' if window else 'one vote ever'})",
+           f"({fault_database.split(':')[0]}, {'windowed' if window else 'one vote ever'})",
            answers=[code(answer) for answer in answers], ballots=len(rows),
            released_dead_claims=totals["released_dead_claims"])
 
@@ -217,7 +199,7 @@ def test_a_request_stalled_by_the_database_is_never_released_early_and_doubled(
     assert code(duplicates[0]) == "409 vote_pending"
     assert {code(answer) for answer in answers if answer.status != 201} <= {
         "409 vote_pending", "409 duplicate_vote"}
-    if database_url.startswith("postgresql"):
+    if fault_database.startswith("postgresql"):
         # A worker waiting on PostgreSQL keeps its lease alive: the duplicates are told
         # to wait, and no claim is taken for dead.
         assert [code(answer) for answer in duplicates] == ["409 vote_pending"] * 3
