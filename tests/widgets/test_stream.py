@@ -54,10 +54,10 @@ def test_stream_sends_an_update_after_a_vote(app, client, make_poll, vote):
     try:
         next_event(chunks)
         assert app.extensions["pollbox.stream"].wait_until_listening(STREAM_WAIT_SECONDS)
-        started = time.monotonic()
         assert vote(poll, [poll["options"][2]["id"]]).status_code == 201
+        answered = time.monotonic()  # the update is due within a second of the vote
         name, data = next_event(chunks)
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - answered < 1
         assert name == "tallies"
         assert data["total_votes"] == 1
         assert data["options"][2]["votes"] == 1
