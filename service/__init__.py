@@ -56,8 +56,12 @@ COMPONENTS: tuple[Callable[[Flask], None], ...] = (
 
 def create_app(config: Mapping | None = None) -> Flask:
     """Build the app from the environment, or from `config` (tests) over safe defaults."""
-    app = Pollbox(__name__, instance_relative_config=True)
     environ = os.environ if config is None else {}
+    # The instance folder (the SQLite file, the generated secret key): INSTANCE_PATH, or
+    # Flask's default (./instance in a checkout; <prefix>/var/service-instance installed).
+    instance = environ.get("INSTANCE_PATH") or (config or {}).get("INSTANCE_PATH")
+    app = Pollbox(__name__, instance_relative_config=True,
+                  instance_path=os.path.abspath(instance) if instance else None)
     app.config.update(settings.from_environ(environ, app.instance_path))
     app.config.update(
         API_TITLE="Pollbox",

@@ -80,7 +80,8 @@ def _sqlite_path(uri: str, instance_path: str) -> str | None:
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database and the migrations (in the project's `migrations/`)."""
+    """Bind the database and the migrations (service/migrations/, shipped in the package,
+    so that an installed Pollbox can create and upgrade its database)."""
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     _private_sqlite_file(uri, app.instance_path)
@@ -88,5 +89,5 @@ def init_app(app: Flask) -> None:
     if uri.startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
-    project = os.path.dirname(app.root_path)  # the app is the `service` package
-    migrate.init_app(app, db, directory=os.path.join(project, "migrations"))
+    # The app is the `service` package: its root is the package's folder.
+    migrate.init_app(app, db, directory=os.path.join(app.root_path, "migrations"))
