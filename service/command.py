@@ -128,7 +128,7 @@ def _copy(answer: httpx.Response, out: BinaryIO, *, progress: bool) -> int:
 @click.argument("poll_id")
 @click.option("--data", type=click.Choice(["votes", "tallies", "timeseries"]),
               default="votes", show_default=True)
-@click.option("--format", "format_", type=click.Choice(["csv", "json", "ndjson"]),
+@click.option("--format", "format_", type=click.Choice(["csv", "json", "ndjson", "xlsx"]),
               default="csv", show_default=True)
 @click.option("-o", "--output", default="-", show_default=True,
               help="The file to write, or - for standard output.")

@@ -11,12 +11,14 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import openpyxl
 import pandas as pd
 import pytest
 from openapi_schema_validator import OAS30Validator
 from sqlalchemy import select
 
 from service.exports import export as exports
+from service.exports import spreadsheet
 from service.infra.db import db
 from service.infra.models import Ballot
 from service.tallies import counts as tallies
@@ -314,7 +316,7 @@ def test_export_response_is_streamed_not_buffered(client, auth, voted):
 @pytest.mark.parametrize(("query", "field"), [
     ("format=csv", "data"),
     ("data=everything", "data"),
-    ("data=votes&format=xlsx", "format"),
+    ("data=votes&format=xls", "format"),
     ("data=timeseries&interval=week", "interval"),
     ("data=votes&interval=day", "interval"),
     ("data=votes&from=yesterday", "from"),
@@ -524,7 +526,7 @@ def test_account_export_needs_an_api_key(client):
 
 
 def test_account_export_rejects_an_unknown_format(client, auth):
-    response = client.get("/api/v1/export?format=xlsx", headers=auth)
+    response = client.get("/api/v1/export?format=xls", headers=auth)
     assert response.status_code == 422
     assert "format" in response.get_json()["errors"]
 
@@ -592,3 +594,92 @@ def test_chart_rejects_invalid_parameters_naming_the_field(client, auth, survey,
     response = chart(client, auth, survey["id"], query)
     assert response.status_code == 422
     assert field in response.get_json()["errors"]
+
+
+# Spreadsheets (format=xlsx): read back with openpyxl, compared cell by cell with the CSV --
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def read_xlsx(content: bytes):
+    book = openpyxl.load_workbook(io.BytesIO(content))
+    assert len(book.worksheets) == 1
+    return book.worksheets[0]
+
+
+def as_csv_would_write(value) -> str:
+    """A typed cell as the CSV writes the same value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value  # the CSV defuses what a spreadsheet would run
+    return str(value)
+
+
+@pytest.mark.parametrize("data", ["tallies", "timeseries", "votes"])
+def test_an_xlsx_export_holds_the_csvs_cells_typed(client, auth, voted, data):
+    as_csv = read_csv(export(client, auth, voted["id"], data=data, format="csv"))
+    response = export(client, auth, voted["id"], data=data, format="xlsx")
+
+    assert response.status_code == 200
+    assert response.mimetype == XLSX
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="{voted["id"]}-{data}.xlsx"')
+    sheet = read_xlsx(response.get_data())
+    rows = list(sheet.iter_rows(values_only=True))
+    assert list(rows[0]) == list(as_csv[0])
+    assert sheet.freeze_panes == "A2"
+    assert len(rows) - 1 == len(as_csv)
+    for typed, written in zip(rows[1:], as_csv, strict=True):
+        assert [as_csv_would_write(value) for value in typed] == list(written.values())
+    numbers = {"tallies": "votes", "timeseries": "votes", "votes": None}[data]
+    if numbers:
+        column = rows[0].index(numbers)
+        assert all(isinstance(row[column], int) for row in rows[1:])
+    times = {"timeseries": "bucket_start", "votes": "created_at"}.get(data)
+    if times:
+        column = rows[0].index(times)
+        assert all(isinstance(row[column], datetime) for row in rows[1:])
+
+
+@pytest.mark.parametrize("payload", [p for p in FORMULA_CORPUS if not p[0].isspace()])
+def test_text_that_looks_like_a_formula_is_a_text_cell(client, auth, survey, vote, payload):
+    assert vote(survey, other=payload, comment=payload, context=payload).status_code == 201
+    sheet = read_xlsx(export(client, auth, survey["id"], data="votes",
+                             format="xlsx").get_data())
+    header = [cell.value for cell in sheet[1]]
+    for name in ("other", "comment", "context"):
+        cell = sheet.cell(row=2, column=header.index(name) + 1)
+        assert cell.data_type == "s"  # a string, never "f" (a formula)
+        assert cell.value == payload  # exactly what was typed
+
+
+def test_rows_beyond_one_sheet_are_refused_naming_the_format(client, auth, voted,
+                                                              monkeypatch):
+    monkeypatch.setattr(spreadsheet, "MAX_ROWS", 3)
+    response = export(client, auth, voted["id"], data="votes", format="xlsx")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "format" in response.get_json()["errors"]
+
+
+def test_the_command_line_writes_a_spreadsheet(app, auth, voted, tmp_path):
+    target = tmp_path / "votes.xlsx"
+    result = app.test_cli_runner().invoke(args=[
+        "export", voted["id"], "--data", "votes", "--format", "xlsx", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    sheet = read_xlsx(target.read_bytes())
+    assert sheet.max_row == 1 + 7  # the header and the seven ballots
+
+
+def test_the_account_export_and_the_openapi_document_offer_xlsx(client, auth, voted):
+    response = client.get("/api/v1/export?format=xlsx", headers=auth)
+    assert response.status_code == 200 and response.mimetype == XLSX
+    assert read_xlsx(response.get_data()).max_row == 1 + len(voted["options"])
+    spec = client.get("/api/v1/openapi.json").get_json()
+    content = spec["paths"]["/api/v1/polls/{poll_id}/export"]["get"]["responses"]["200"]
+    assert XLSX in content["content"]

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from service.api.common import OWNER_SECURITY, owner_errors, owner_only
-from service.exports import charts
+from service.exports import charts, spreadsheet
 from service.exports import export as exports
 from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
 from service.infra.clock import now
@@ -21,7 +21,7 @@ from service.polls import manage as polls
 from service.web.owner import require_owner
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1",
-                description="Exports for analysts: CSV, JSON, NDJSON and a chart.")
+                description="Exports for analysts: CSV, JSON, NDJSON, XLSX and a chart.")
 
 class AccountExportQuerySchema(Schema):
     format = fields.String(load_default="csv", validate=validate.OneOf(exports.FORMATS))
@@ -110,12 +110,18 @@ class AccountExportSchema(StrictSchema):
     rows = fields.List(fields.Nested(TallyRowSchema), required=True)
 
 
-CSV_CONTENT = {"text/csv": {"schema": {"type": "string", "format": "binary"}}}
+CSV_CONTENT = {
+    "text/csv": {"schema": {"type": "string", "format": "binary"}},
+    spreadsheet.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+}
 POLL_EXPORT_RESPONSES = {"200": {
     "description": "The export, streamed as an attachment `<poll id>-<data>.<format>`. "
                    "CSV: RFC 4180, UTF-8, the columns of the rows below; text cells "
                    "starting with `= + - @`, tab or CR get a leading `'`; `option_ids` "
-                   "joined by `;`. JSON: one document. NDJSON: one row object per line.",
+                   "joined by `;`. JSON: one document. NDJSON: one row object per line. "
+                   "XLSX: one sheet, the CSV's columns, header row frozen, numbers, "
+                   "booleans and UTC times typed, text never a formula; written whole "
+                   "before it is sent (422 naming `format` beyond 1,048,575 rows).",
     "content": {
         **CSV_CONTENT,
         "application/json": {"schema": {"oneOf": [

@@ -23,13 +23,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
+from service.exports import spreadsheet
 from service.infra.clock import iso, parse_iso
 from service.infra.errors import ValidationFailed
 from service.infra.models import Ballot, BallotChoice, Option, Owner, Poll
 from service.tallies.results import PERCENT_DECIMALS, wilson_interval
 
 DATA_KINDS = ("tallies", "timeseries", "votes")
-FORMATS = ("csv", "json", "ndjson")
+FORMATS = ("csv", "json", "ndjson", "xlsx")
 INTERVALS = ("hour", "day")
 DEFAULT_INTERVAL = "day"
 COLUMNS = {
@@ -44,6 +45,7 @@ MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",  # RFC 4180 names its charset parameter
     "json": "application/json",
     "ndjson": "application/x-ndjson",
+    "xlsx": spreadsheet.MEDIA_TYPE,
 }
 BUCKET_STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 # A bucket is a prefix of an ISO time ("2026-11-29T12" / "2026-11-29") and its completion.
@@ -204,7 +206,16 @@ def account_export(*, session: Session, owner: Owner, now: datetime) -> Export:
 
 
 def render(export: Export, *, fmt: str, bom: bool = False) -> Iterator[bytes]:
-    """Write the export as UTF-8 chunks of about CHUNK_CHARS characters."""
+    """The export's bytes in chunks. Text formats are written as the rows are read, in
+    UTF-8 chunks of about CHUNK_CHARS characters; a spreadsheet is written whole first,
+    here (so that a refusal, too many rows for a sheet, comes before any byte)."""
+    if fmt == "xlsx":
+        return spreadsheet.chunks(spreadsheet.workbook(
+            export.columns, export.rows, sheet=export.document.get("data", "export")))
+    return _text(export, fmt=fmt, bom=bom)
+
+
+def _text(export: Export, *, fmt: str, bom: bool) -> Iterator[bytes]:
     if fmt == "csv":
         texts = csv_text(export.columns, export.rows, bom=bom)
     elif fmt == "json":

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import openpyxl
 import pytest
 
 from tests.e2e.conftest import ROOT
@@ -75,6 +76,12 @@ def test_export_writes_the_servers_export_to_a_file_and_to_standard_output(serve
     assert listed.returncode == 0, listed.stderr
     lines = [json.loads(line) for line in listed.stdout.splitlines()]
     assert sorted(line["votes"] for line in lines) == [0, 1, 2]
+
+    sheet = folder / "votes.xlsx"
+    assert pollbox("export", "--server", server.base_url, "--key", key, poll["id"],
+                   "--format", "xlsx", "-o", str(sheet)).returncode == 0
+    read = openpyxl.load_workbook(sheet).worksheets[0]
+    assert read.max_row == 1 + 3 and read.freeze_panes == "A2"
 
 
 def test_export_shows_its_progress_on_a_terminal(served, folder):
