@@ -175,7 +175,8 @@ def tallies(server: str, key: str | None, poll_id: str) -> None:
         shown = answer.json()
     total = shown["total_votes"]
     click.echo(f"Poll {poll_id}: {shown['status']}, "
-               + ("votes not shown yet" if total is None else f"{total:,} votes"))
+               + ("votes not shown yet" if total is None else
+                  f"{total:,} vote" + ("" if total == 1 else "s")))
     if shown["suppressed"]:
         click.echo("Results are shown once the poll has more votes.")
         return
