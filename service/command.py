@@ -72,6 +72,12 @@ def serve(bind: str, workers: int | None) -> None:
     os.execv(sys.executable, [*command, "service:create_app()"])
 
 
+# The server the HTTP commands (export, tallies) talk to.
+server_option = click.option("--server", required=True, envvar="POLLBOX_SERVER",
+                             show_envvar=True,
+                             help="The Pollbox server, e.g. https://polls.example.org")
+
+
 def _client(server: str, key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=TIMEOUT)
@@ -121,8 +127,7 @@ def _copy(answer: httpx.Response, out: BinaryIO, *, progress: bool) -> int:
 
 
 @main.command()
-@click.option("--server", required=True, envvar="POLLBOX_SERVER", show_envvar=True,
-              help="The Pollbox server, e.g. https://polls.example.org")
+@server_option
 @click.option("--key", required=True, envvar="POLLBOX_KEY", show_envvar=True,
               help="An API key of the poll's owner.")
 @click.argument("poll_id")
@@ -163,8 +168,7 @@ def _interval(ci95: list[float] | None) -> str:
 
 
 @main.command()
-@click.option("--server", required=True, envvar="POLLBOX_SERVER", show_envvar=True,
-              help="The Pollbox server, e.g. https://polls.example.org")
+@server_option
 @click.option("--key", default=None, envvar="POLLBOX_KEY", show_envvar=True,
               help="The owner's API key, for results hidden from the public.")
 @click.argument("poll_id")
