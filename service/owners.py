@@ -17,6 +17,7 @@ KEY_PREFIX = "pbk_"
 KEY_RANDOM_BYTES = 32
 KEY_DISPLAY_CHARS = 8
 OWNER_NAME_MAX = 100
+DEFAULT_KEY_NAME = "default"
 
 
 class OwnerError(ValueError):
@@ -36,10 +37,12 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _new_key(*, session: Session, owner: Owner) -> str:
+def _new_key(*, session: Session, owner: Owner, name: str = DEFAULT_KEY_NAME,
+             scope: str = "admin") -> str:
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     prefix = key[: len(KEY_PREFIX) + KEY_DISPLAY_CHARS]
-    session.add(ApiKey(owner=owner, key_hash=hash_key(key), prefix=prefix))
+    session.add(ApiKey(owner=owner, key_hash=hash_key(key), prefix=prefix, name=name,
+                       scope=scope))
     return key
 
 

@@ -68,7 +68,8 @@ class Owner(Base):
 
 
 class ApiKey(Base):
-    """An owner's API key; only its SHA-256 is kept (keys carry 256 random bits)."""
+    """An owner's API key, with the scope it may act in; only its SHA-256 is kept (keys
+    carry 256 random bits)."""
 
     __tablename__ = "api_keys"
 
@@ -76,7 +77,11 @@ class ApiKey(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(10))  # admin, write or read
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written at most once a minute per key and process, never on every request.
+    last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
     owner: Mapped[Owner] = relationship(back_populates="keys")
