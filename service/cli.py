@@ -49,15 +49,33 @@ def create_owner(name: str) -> None:
     click.echo(key)
 
 
+@keys_cli.command("create")
+@click.argument("owner")
+@click.option("--name", required=True, help="Who or what uses the key, e.g. analyst.")
+@click.option("--scope", required=True, type=click.Choice(owners.SCOPES),
+              help="read: every owner GET; write: also polls, comments, webhooks; "
+                   "admin: also keys.")
+def create_key(owner: str, name: str, scope: str) -> None:
+    """Make the owner a key of a scope; the last line printed is the key (shown once)."""
+    try:
+        key = owners.create_key_for(session=db.session, owner_name=owner, name=name,
+                                    scope=scope)
+    except owners.OwnerError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"New {scope} key {name!r} for {owner!r}. Keep it; it is not shown again:",
+               err=True)
+    click.echo(key)
+
+
 @keys_cli.command("rotate")
 @click.argument("name")
 def rotate_key(name: str) -> None:
-    """Revoke the owner's keys and print a new one (last line)."""
+    """Revoke the owner's admin keys and print a new one (last line); narrower keys stay."""
     try:
         key = owners.rotate_key(session=db.session, name=name)
     except owners.OwnerError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"New API key for {name!r}; the old one no longer works:", err=True)
+    click.echo(f"New admin key for {name!r}; the old admin keys no longer work:", err=True)
     click.echo(key)
 
 

@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
         exports,
         feedback,
         integrity,
+        keys,
         ops,
         polls,
         receipts,
@@ -26,10 +27,15 @@ def init_app(app: Flask) -> None:
     api.init_app(app)
     api.register_converter(IdConverter, lambda _converter: {
         "type": "string", "pattern": f"^{ID_PATTERN}$", "maxLength": ID_MAX_LENGTH})
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An owner's API key."}
-    )
+    api.spec.components.security_scheme("bearerAuth", {
+        "type": "http", "scheme": "bearer",
+        "description": "An owner's API key, of a scope: `read` may make every owner GET "
+                       "(polls, tallies with hidden results, exports, integrity, contexts, "
+                       "comments, deliveries); `write` may also change polls, comments and "
+                       "webhooks (every other method); `admin` may also manage keys "
+                       "(`/api/v1/keys`). A call beyond the key's scope is "
+                       "`403 insufficient_scope`."})
     for module in (polls, votes, tallies, exports, receipts, integrity, stream, feedback,
-                   webhooks):
+                   webhooks, keys):
         api.register_blueprint(module.blp)
     app.register_blueprint(ops.blp)

@@ -16,24 +16,45 @@ from service.web.voter import read_voter
 OWNER_SECURITY = [{"bearerAuth": []}]
 
 
-def owner_only(view):
-    """Check the owner's API key before anything else about the request (401 first)."""
+def owner_only(view=None, *, scope: str | None = None):
+    """Check the owner's API key and its scope before anything else about the request
+    (401, then 403 `insufficient_scope`); by default reading needs `read`, changing
+    `write`."""
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        require_owner()
-        return view(*args, **kwargs)
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            require_owner(scope)
+            return view(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorator if view is None else decorator(view)
+
+
+SCOPE_REFUSAL = "`insufficient_scope`: the key's scope does not allow this call"
+
+
+def key_errors(blp):
+    """Document what an owner endpoint that names no poll or webhook may refuse: 401 (no
+    or a bad key) and 403 (a key of too narrow a scope)."""
+
+    def document(view):
+        view = blp.alt_response(403, description=SCOPE_REFUSAL)(view)
+        return blp.alt_response(401, description="Missing or invalid API key")(view)
+
+    return document
 
 
 def owner_errors(blp, resource: str, *, not_found: str | None = None):
     """Document what every owner endpoint of one poll or webhook may answer besides its
-    success: 401 (no or a bad key), 403 (another owner's), 404 (unknown)."""
+    success: 401 (no or a bad key), 403 (another owner's, or a key of too narrow a
+    scope), 404 (unknown)."""
 
     def document(view):
         view = blp.alt_response(404, description=not_found or f"Unknown {resource}")(view)
-        view = blp.alt_response(403, description=f"Another owner's {resource}")(view)
+        view = blp.alt_response(403, description=f"`forbidden`: another owner's {resource}; "
+                                                 + SCOPE_REFUSAL)(view)
         return blp.alt_response(401, description="Missing or invalid API key")(view)
 
     return document

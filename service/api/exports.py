@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
-from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.api.common import OWNER_SECURITY, key_errors, owner_errors, owner_only
 from service.exports import charts, spreadsheet
 from service.exports import export as exports
 from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
@@ -189,7 +189,7 @@ class AccountExport(MethodView):
     @owner_only
     @blp.doc(security=OWNER_SECURITY, responses=ACCOUNT_EXPORT_RESPONSES)
     @blp.arguments(AccountExportQuerySchema, location="query")
-    @blp.alt_response(401, description="Missing or invalid API key")
+    @key_errors(blp)
     def get(self, args):
         """Export the tallies of all the owner's polls in one file."""
         params = exports.export_params(data="tallies", fmt=args["format"], bom=args["bom"])

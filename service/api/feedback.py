@@ -9,7 +9,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from service import feedback
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.api.common import OWNER_SECURITY, key_errors, owner_errors, owner_only
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.fields import Origin, StrictBoolean, Text, Trimmed, UTCDateTime
@@ -141,7 +141,7 @@ class PageFeedbackPreset(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.arguments(PageFeedbackSchema)
     @blp.response(201, PollSchema, headers={"Location": {"schema": {"type": "string"}}})
-    @blp.alt_response(401, description="Missing or invalid API key")
+    @key_errors(blp)
     def post(self, data):
         """Create a "Was this page helpful?" poll: Yes / No with an optional comment,
         results for the owner only, one vote per browser. Embed it on every page with

@@ -6,7 +6,7 @@ from flask import url_for
 from flask.views import MethodView
 
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, is_poll_owner, owner_errors, owner_only
+from service.api.common import OWNER_SECURITY, is_poll_owner, key_errors, owner_errors, owner_only
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.redis import redis_handle
@@ -18,7 +18,7 @@ from service.polls.schemas import (
     SigningSecretSchema,
 )
 from service.web import cors
-from service.web.owner import require_owner
+from service.web.owner import key_may, require_owner
 from service.web.urls import base_url
 
 blp = Blueprint(
@@ -30,7 +30,8 @@ PAGE_SIZE_MAX = 100
 
 
 def _owner_view(poll) -> dict:
-    return polls.poll_view(poll, now=now(), base_url=base_url(), for_owner=True)
+    return polls.poll_view(poll, now=now(), base_url=base_url(), for_owner=True,
+                           with_secret=key_may("write"))
 
 
 @blp.route("")
@@ -39,7 +40,7 @@ class Polls(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.arguments(PollCreateSchema)
     @blp.response(201, PollSchema, headers={"Location": {"schema": {"type": "string"}}})
-    @blp.alt_response(401, description="Missing or invalid API key")
+    @key_errors(blp)
     def post(self, data):
         """Create a poll."""
         poll = polls.create_poll(
@@ -52,7 +53,7 @@ class Polls(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, PollSchema(many=True))
     @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
-    @blp.alt_response(401, description="Missing or invalid API key")
+    @key_errors(blp)
     def get(self, pagination_parameters):
         """List the owner's polls, newest first."""
         found, total = polls.list_polls(
@@ -74,7 +75,7 @@ class PollById(MethodView):
         poll = polls.get_poll(session=db.session, poll_id=poll_id)
         cors.allow(poll)
         return polls.poll_view(poll, now=now(), base_url=base_url(),
-                               for_owner=is_poll_owner(poll))
+                               for_owner=is_poll_owner(poll), with_secret=key_may("write"))
 
     @owner_only
     @blp.doc(security=OWNER_SECURITY)

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from service.api.base import Blueprint
-from service.api.common import OWNER_SECURITY, owner_errors, owner_only
+from service.api.common import OWNER_SECURITY, SCOPE_REFUSAL, key_errors, owner_errors, owner_only
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.fields import Text, UTCDateTime
@@ -86,7 +86,8 @@ class Webhooks(MethodView):
     @blp.arguments(WebhookCreateSchema)
     @blp.response(201, WebhookSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.alt_response(401, description="Missing or invalid API key")
-    @blp.alt_response(403, description="`poll_id` is another owner's poll")
+    @blp.alt_response(403, description="`forbidden`: `poll_id` is another owner's poll; "
+                                       + SCOPE_REFUSAL)
     @blp.alt_response(404, description="Unknown `poll_id`")
     def post(self, data):
         """Create a webhook; its signing secret is shown in this answer only."""
@@ -107,7 +108,7 @@ class Webhooks(MethodView):
     @blp.doc(security=OWNER_SECURITY)
     @blp.response(200, WebhookSchema(many=True))
     @blp.paginate(page_size=PAGE_SIZE_DEFAULT, max_page_size=PAGE_SIZE_MAX)
-    @blp.alt_response(401, description="Missing or invalid API key")
+    @key_errors(blp)
     def get(self, pagination_parameters):
         """List the owner's webhooks, newest first."""
         found, total = webhooks.list_webhooks(

@@ -38,20 +38,20 @@ from flask import (
 )
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup, escape
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from service import owners
 from service.console import bp, sessions
 from service.infra import errors
 from service.infra.clock import now
 from service.infra.db import db
-from service.infra.errors import ServiceError
+from service.infra.errors import InsufficientScope, ServiceError
 from service.infra.identity import client_address, keyed_hash
 from service.infra.models import ApiKey, Owner
 from service.infra.redis import redis_handle
-from service.owners import hash_key
 from service.web.limiter import limiter
+from service.web.owner import READ_METHODS, note_key_use
 
 log = logging.getLogger(__name__)
 
@@ -156,27 +156,37 @@ def check_csrf() -> None:
 # --- who is signed in -------------------------------------------------------------------
 
 
-def _active_key(*, key: str) -> ApiKey | None:
-    return db.session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
+def signed_in_key() -> ApiKey | None:
+    """The key of the cookie's session while that session is live and its key active."""
+    if "console_key" in g:
+        return g.console_key
+    key = None
+    session_id = session.get(SESSION_ID_FIELD)
+    if isinstance(session_id, str):
+        key = sessions.key_of(session=db.session, redis=redis_handle(),
+                              session_id=session_id, now=now())
+        if key is not None:
+            note_key_use(key)
+    g.console_key = key
+    g.console_owner = None if key is None else key.owner
+    return key
 
 
 def signed_in_owner() -> Owner | None:
-    """The owner of the cookie's session while that session is live and its key active."""
-    if "console_owner" in g:
-        return g.console_owner
-    owner = None
-    session_id = session.get(SESSION_ID_FIELD)
-    if isinstance(session_id, str):
-        owner = sessions.owner_of(session=db.session, redis=redis_handle(),
-                                  session_id=session_id, now=now())
-    g.console_owner = owner
-    return owner
+    """The owner signed in to the console, or None."""
+    key = signed_in_key()
+    return None if key is None else key.owner
+
+
+def may(scope: str) -> bool:
+    """Whether the signed-in key may act in `scope` (templates hide what it may not do)."""
+    key = signed_in_key()
+    return key is not None and owners.scope_allows(key.scope, scope)
 
 
 def owner_required(view: Callable) -> Callable:
-    """Console views: send visitors to sign in; else set `g.console_owner`."""
+    """Console views: send visitors to sign in. A change (any method but GET) needs a
+    `write` key: a `read` key signs in to a console that only shows."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
@@ -186,9 +196,33 @@ def owner_required(view: Callable) -> Callable:
                 _end_session()
                 flash("Your session has ended. Please sign in again.", "error")
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
+        if request.method not in READ_METHODS:
+            _require_scope("write")
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def _require_scope(scope: str) -> None:
+    key = signed_in_key()
+    if key is not None and not owners.scope_allows(key.scope, scope):
+        raise InsufficientScope(f"You are signed in with a '{key.scope}' key; this page "
+                                f"needs a '{scope}' key.")
+
+
+def scope_required(scope: str) -> Callable[[Callable], Callable]:
+    """Console views (under `owner_required`) that need more than `read` even to show:
+    the forms of changes need `write`, the keys page `admin`."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            _require_scope(scope)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def _safe_next(target: str | None) -> str:
@@ -237,7 +271,7 @@ def sign_in():
             return redirect(next_url)
         return render_template("console/sign_in.html", next=next_url, error=None)
     key = request.form.get("api_key", "").strip()
-    api_key = _active_key(key=key) if key else None
+    api_key = owners.active_key(session=db.session, key=key) if key else None
     if api_key is None:
         error = ("Enter your API key." if not key
                  else "This API key is not valid (unknown or revoked).")
@@ -336,3 +370,4 @@ def init_app(app: Flask) -> None:
     for routing_error in (NotFound, MethodNotAllowed):
         app.register_error_handler(routing_error, _routing_error)
     app.jinja_env.globals["csrf_field"] = csrf_field
+    app.jinja_env.globals["may"] = may

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 
 from service import feedback
 from service.console import bp
-from service.console.auth import owner_required
+from service.console.auth import owner_required, scope_required
 from service.console.forms import lines
 from service.console.paging import page_number, page_size
 from service.infra.clock import now
@@ -165,6 +165,7 @@ def _preset_errors(messages: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @bp.route("/presets/page-feedback", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def page_feedback_preset():
     """The one-click "Was this page helpful?" poll: Yes / No, an optional comment, one
     poll for a whole site with results per page."""

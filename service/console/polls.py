@@ -24,7 +24,7 @@ from flask import (
 from marshmallow import ValidationError
 
 from service.console import bp, forms
-from service.console.auth import owner_required
+from service.console.auth import owner_required, scope_required
 from service.console.paging import page_number
 from service.exports import charts
 from service.exports import export as exports
@@ -95,6 +95,7 @@ def polls_index():
 
 @bp.route("/polls/new", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def poll_new():
     if request.method == "GET":
         values = {"kind": "single", "duplicate_check": "cookie_and_ip", "results": "always",
@@ -114,6 +115,7 @@ def poll_new():
 
 @bp.route("/polls/<id:poll_id>/edit", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def poll_edit(poll_id: str):
     poll = _owned(poll_id)
     counts = _counts(poll)
@@ -227,6 +229,7 @@ def poll_status(poll_id: str):
 
 @bp.route("/polls/<id:poll_id>/delete", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def poll_delete(poll_id: str):
     poll = _owned(poll_id)
     votes = _counts(poll).total

@@ -25,10 +25,10 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from service.infra import keys
-from service.infra.models import ApiKey, ConsoleSession, Owner
+from service.infra.models import ApiKey, ConsoleSession
 from service.infra.redis import RedisHandle
 
 # A signed-in session lasts this long, however active; then the key is asked again.
@@ -59,17 +59,17 @@ def start(*, session: Session, redis: RedisHandle, key_id: int, now: datetime) -
     return session_id
 
 
-def owner_of(*, session: Session, redis: RedisHandle, session_id: str,
-             now: datetime) -> Owner | None:
-    """The owner of a live session whose API key is still active, else None."""
+def key_of(*, session: Session, redis: RedisHandle, session_id: str,
+           now: datetime) -> ApiKey | None:
+    """The key (its owner loaded) of a live session whose key is still active, else None."""
     digest = session_hash(session_id)
     with redis.fallback("checking a console session") as call:
         held = redis.client.exists(keys.console_session(digest))
     if not call.failed and not held:
         return None
     return session.scalar(
-        select(Owner)
-        .join(ApiKey)
+        select(ApiKey)
+        .options(joinedload(ApiKey.owner))
         .join(ConsoleSession, ConsoleSession.api_key_id == ApiKey.id)
         .where(ConsoleSession.id == digest, ConsoleSession.revoked_at.is_(None),
                ConsoleSession.expires_at > now, ApiKey.revoked_at.is_(None))

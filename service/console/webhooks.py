@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from service.console import bp
-from service.console.auth import owner_required
+from service.console.auth import owner_required, scope_required
 from service.console.feedback import requested_page
 from service.infra.clock import now
 from service.infra.db import db
@@ -101,6 +101,7 @@ def _checked_form(form: dict) -> tuple[dict[str, list[str]], Poll | None]:
 
 @bp.route("/webhooks/new", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def webhook_new():
     """The create form; on success, the page that shows the signing secret once."""
     form = {"url": "", "events": list(EVENTS), "poll_id": request.args.get("poll", "")}
@@ -164,6 +165,7 @@ def webhook_test(webhook_id: str):
 
 @bp.route("/webhooks/<id:webhook_id>/delete", methods=["GET", "POST"])
 @owner_required
+@scope_required("write")
 def webhook_delete(webhook_id: str):
     """Ask first (GET); delete the webhook with its deliveries (POST)."""
     webhook = owned_webhook(webhook_id)

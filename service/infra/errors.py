@@ -64,6 +64,16 @@ class Forbidden(ServiceError):
     detail = "This poll belongs to another owner."
 
 
+class InsufficientScope(ServiceError):
+    status, code = 403, "insufficient_scope"
+    detail = "This API key's scope does not allow this call."
+
+
+class LastAdminKey(ServiceError):
+    status, code = 409, "last_admin_key"
+    detail = "An owner keeps at least one admin key."
+
+
 class OriginNotAllowed(ServiceError):
     status, code = 403, "origin_not_allowed"
     detail = "This site is not allowed to submit votes to this poll."

@@ -232,8 +232,10 @@ def delete_poll(*, session: Session, redis: RedisHandle, poll: Poll) -> None:
     forget_redis_keys(redis=redis, poll_id=poll_id)
 
 
-def poll_view(poll: Poll, *, now: datetime, base_url: str, for_owner: bool) -> dict:
-    """The poll as plain values: public fields, plus owner-only ones for its owner."""
+def poll_view(poll: Poll, *, now: datetime, base_url: str, for_owner: bool,
+              with_secret: bool = True) -> dict:
+    """The poll as plain values: public fields, plus owner-only ones for its owner (the
+    signing secret, which lets one vote as any user, only `with_secret`)."""
     view = {name: getattr(poll, name) for name in PUBLIC_FIELDS}
     view["status"] = poll.status_at(now)
     view["options"] = [
@@ -241,7 +243,8 @@ def poll_view(poll: Poll, *, now: datetime, base_url: str, for_owner: bool) -> d
         for option in poll.options
     ]
     if for_owner:
-        view.update({name: getattr(poll, name) for name in OWNER_FIELDS})
+        view.update({name: getattr(poll, name) for name in OWNER_FIELDS
+                     if with_secret or name != "signing_secret"})
         view["embed"] = embed.snippets(poll, base_url)
     return view
 

@@ -191,7 +191,8 @@ class PollSchema(Schema):
         "description": "Owner only. " + RETENTION_DESCRIPTION})
     allowed_origins = fields.List(fields.String(), metadata={"description": "Owner only."})
     signing_secret = fields.String(
-        metadata={"description": "Owner only: signs voter ids for `duplicate_check: user`."}
+        metadata={"description": "Owner only, and not to a `read` key: signs voter ids for "
+                                 "`duplicate_check: user`."}
     )
     embed = fields.Nested(EmbedSchema, metadata={"description": "Owner only."})
 
