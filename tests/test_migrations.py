@@ -53,6 +53,10 @@ MIGRATIONS = {
         previous="0005",
         claim_columns={"expires_at"},
     ),
+    "0008": Adds(  # a poll's baseline: the votes it had before it moved to Pollbox
+        previous="0007",
+        tables={"poll_baselines", "poll_baseline_options"},
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""The durable record: owners, keys, polls, options and ballots.
+"""The durable record: owners, keys, polls, options, ballots and baselines.
 
 The database is the record of every vote; Redis only speeds up and coordinates.
 """
@@ -120,6 +120,10 @@ class Poll(Base):
         passive_deletes=True,
         back_populates="poll",
     )
+    # Votes from before the poll came to Pollbox (None: it started here).
+    baseline: Mapped[PollBaseline | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True,
+    )
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
@@ -145,6 +149,44 @@ class Option(Base):
     position: Mapped[int]
 
     poll: Mapped[Poll] = relationship(back_populates="options")
+
+
+class PollBaseline(Base):
+    """The votes a poll had before it moved to Pollbox, as its owner states them.
+
+    Never ballots (no ballot is invented) and never in the Redis tallies: the read model
+    adds them when tallies are shown (service/tallies/baseline.py), so a rebuild from the
+    ballots, a flushed Redis or reconciliation can neither lose nor double them.
+    """
+
+    __tablename__ = "poll_baselines"
+
+    poll_id: Mapped[str] = mapped_column(
+        ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True
+    )
+    total_votes: Mapped[int]
+    source: Mapped[str] = mapped_column(String(200))
+    as_of: Mapped[datetime]
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    options: Mapped[list[PollBaselineOption]] = relationship(
+        order_by="PollBaselineOption.option_id", cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class PollBaselineOption(Base):
+    """One option's votes in a poll's baseline (an option absent here had none)."""
+
+    __tablename__ = "poll_baseline_options"
+
+    poll_id: Mapped[str] = mapped_column(
+        ForeignKey("poll_baselines.poll_id", ondelete="CASCADE"), primary_key=True
+    )
+    option_id: Mapped[int] = mapped_column(
+        ForeignKey("options.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    votes: Mapped[int]
 
 
 class Ballot(Base):

@@ -1,8 +1,9 @@
 """Polls as the read paths and the vote path see them: one cache per process of immutable
 snapshots, checked against a version token in Redis on every use.
 
-The database is the record. Every committed change of a poll or of its options (any
-code path that changes them through the ORM: the API, the console, the CLI) sets a new
+The database is the record. Every committed change of a poll, of its options or of its
+baseline (any code path that changes them through the ORM: the API, the console, the
+CLI) sets a new
 random token at `keys.poll_version` right after the commit (`_bump_after_commit`);
 deleting a poll deletes the key. A process serves its cached snapshot only while the
 token in Redis is the one it was loaded under, so a change made in one worker is seen
@@ -37,10 +38,11 @@ from sqlalchemy.orm import Session, selectinload
 from service.infra import keys
 from service.infra.db import db
 from service.infra.errors import NotFound
-from service.infra.models import Option, Poll, poll_status
+from service.infra.models import Option, Poll, PollBaseline, PollBaselineOption, poll_status
 from service.infra.redis import EXTENSION as REDIS_EXTENSION
 from service.infra.redis import RedisHandle
 from service.tallies import counts
+from service.tallies.baseline import Baseline
 from service.tallies.counts import Counts
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class PollSnapshot:
     options: tuple[OptionSnapshot, ...]
     # The token it was loaded under; None when read without one (no token, Redis down).
     version: str | None
+    # Votes from before Pollbox, added to the whole poll's tallies when they are shown.
+    baseline: Baseline | None = None
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
@@ -108,6 +112,7 @@ class PollSnapshot:
             updated_at=poll.updated_at,
             options=tuple(OptionSnapshot(o.id, o.label, o.position) for o in poll.options),
             version=version,
+            baseline=None if poll.baseline is None else Baseline.of(poll.baseline),
         )
 
 
@@ -267,7 +272,10 @@ def _announce(*, redis: RedisHandle, polls: PollCache) -> None:
 
 def _load(*, session: Session, poll_id: str, version: str | None) -> PollSnapshot:
     poll = session.scalar(
-        select(Poll).where(Poll.id == poll_id).options(selectinload(Poll.options))
+        select(Poll).where(Poll.id == poll_id).options(
+            selectinload(Poll.options),
+            selectinload(Poll.baseline).selectinload(PollBaseline.options),
+        )
     )
     if poll is None:
         raise NotFound()
@@ -278,12 +286,12 @@ def _load(*, session: Session, poll_id: str, version: str | None) -> PollSnapsho
 
 
 def _note_changes(session: Session, _flush_context) -> None:
-    """Remember which polls this flush changed (their options included)."""
+    """Remember which polls this flush changed (their options and baselines included)."""
     changed = None
     for instance in chain(session.new, session.dirty, session.deleted):
         if isinstance(instance, Poll):
             poll_id = instance.id
-        elif isinstance(instance, Option):
+        elif isinstance(instance, Option | PollBaseline | PollBaselineOption):
             poll_id = instance.poll_id
         else:
             continue
