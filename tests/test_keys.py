@@ -240,6 +240,11 @@ REQUESTS = {
     ("delete", "/api/v1/webhooks/{webhook_id}"): {},
     ("get", "/api/v1/webhooks/{webhook_id}/deliveries"): {},
     ("post", "/api/v1/webhooks/{webhook_id}/test"): {},
+    ("get", "/api/v1/polls/{poll_id}/baseline"): {},
+    ("put", "/api/v1/polls/{poll_id}/baseline"): {"json": {
+        "total_votes": 10, "options": {"{yes_id}": 6, "{no_id}": 4}, "source": "Before",
+        "as_of": "2026-01-01T00:00:00Z"}},
+    ("delete", "/api/v1/polls/{poll_id}/baseline"): {},
     ("get", "/api/v1/keys"): {},
     ("post", "/api/v1/keys"): {"json": {"name": "another", "scope": "read"}},
     ("delete", "/api/v1/keys/{key_id}"): {},
@@ -256,23 +261,37 @@ def scoped_app(app):
 
 
 def world(client, auth, vote, receiver) -> dict[str, str]:
-    """A poll with a commented vote, a webhook and a spare key: what the paths name."""
+    """A poll with a commented vote, a baseline, a webhook and a spare key: what the paths
+    name."""
     poll = client.post("/api/v1/polls", headers=auth, json={
         "question": "Tea?", "options": ["Yes", "No"], "allow_comment": True}).get_json()
+    yes_id, no_id = (str(option["id"]) for option in poll["options"])
+    baseline = client.put(f"/api/v1/polls/{poll['id']}/baseline", headers=auth, json={
+        "total_votes": 3, "options": {yes_id: 2, no_id: 1}, "source": "Before",
+        "as_of": "2026-01-01T00:00:00Z"})
+    assert baseline.status_code == 200, baseline.get_json()
     voted = vote(poll, comment="Lovely")
     hook = client.post("/api/v1/webhooks", headers=auth, json={
         "url": receiver.url, "events": ["vote.created"]}).get_json()
     spare = client.post("/api/v1/keys", headers=auth, json={"name": "spare", "scope": "read"})
     return {"poll_id": poll["id"], "vote_id": voted.get_json()["vote"]["id"],
             "webhook_id": hook["id"], "key_id": str(spare.get_json()["id"]),
-            "hook_url": receiver.url}
+            "hook_url": receiver.url, "yes_id": yes_id, "no_id": no_id}
+
+
+def filled(value, names):
+    """The request body with the resources' ids in place of their `{names}`."""
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, dict):
+        return {filled(key, names): filled(item, names) for key, item in value.items()}
+    return value
 
 
 def send(client, method, path, headers, names):
     request = dict(REQUESTS[(method, path)])
     if "json" in request:
-        request["json"] = {field: value.format(**names) if isinstance(value, str) else value
-                           for field, value in request["json"].items()}
+        request["json"] = filled(request["json"], names)
     response = getattr(client, method)(path.format(**names), headers=headers, **request)
     response.get_data()
     response.close()  # a streamed export holds its request's context until closed

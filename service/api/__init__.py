@@ -9,6 +9,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Bind the API, document its owner key scheme, and register its blueprints."""
     from service.api import (
+        baseline,
         exports,
         feedback,
         integrity,
@@ -36,6 +37,6 @@ def init_app(app: Flask) -> None:
                        "(`/api/v1/keys`). A call beyond the key's scope is "
                        "`403 insufficient_scope`."})
     for module in (polls, votes, tallies, exports, receipts, integrity, stream, feedback,
-                   webhooks, keys):
+                   webhooks, baseline, keys):
         api.register_blueprint(module.blp)
     app.register_blueprint(ops.blp)

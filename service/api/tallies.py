@@ -33,16 +33,17 @@ class Tallies(MethodView):
     @blp.alt_response(403, description="`results_hidden`")
     @blp.alt_response(404, description="Unknown poll")
     def get(self, args, poll_id):
-        """Current results; `context` filters to votes cast with that context."""
-        session, moment = db.session, now()
+        """Current results; `context` filters to votes cast with that context. The whole
+        poll's results include its baseline (votes from before Pollbox) and say so."""
+        session, moment, context = db.session, now(), args.get("context")
         # The poll (cached per process, checked by its version) and the tally: one round trip.
         poll, counts, exact = poll_cache.get_poll_and_counts(
-            session=session, redis=redis_handle(), poll_id=poll_id, context=args.get("context")
+            session=session, redis=redis_handle(), poll_id=poll_id, context=context
         )
         cors.allow(poll)
         is_owner = is_poll_owner(poll)
         require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)
-        suppressed = results.is_suppressed(poll, counts, is_owner=is_owner)
+        suppressed = results.is_suppressed(poll, counts, is_owner=is_owner, context=context)
         status = poll.status_at(moment)
         headers = {
             # Public results may be cached but must be revalidated; personal ones stay private.
@@ -52,22 +53,24 @@ class Tallies(MethodView):
         }
         body = None
         if exact and poll.version is not None:
-            # The answer is a function of the poll's version, its status, the suppression
-            # and the counts: the ETag is too, so a 304 needs no body.
+            # The answer is a function of the poll's version (its baseline included), its
+            # status, the suppression and the counts: the ETag is too, so a 304 needs no
+            # body.
             etag = _etag_of(poll.version, status, suppressed, counts)
         else:
-            body = _body(poll, counts, moment, suppressed)
+            body = _body(poll, counts, moment, suppressed, context)
             etag = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
         headers["ETag"] = f'"{etag}"'
         if request.if_none_match.contains_weak(etag):
             return current_app.response_class(status=304, headers=headers)
         if body is None:
-            body = _body(poll, counts, moment, suppressed)
+            body = _body(poll, counts, moment, suppressed, context)
         return current_app.response_class(body, mimetype="application/json", headers=headers)
 
 
-def _body(poll, counts: tallies.Counts, moment, suppressed: bool) -> bytes:
-    return orjson.dumps(results.tallies_view(poll, counts, now=moment, suppressed=suppressed))
+def _body(poll, counts: tallies.Counts, moment, suppressed: bool, context: str | None) -> bytes:
+    return orjson.dumps(results.tallies_view(poll, counts, now=moment, suppressed=suppressed,
+                                             context=context))
 
 
 def _etag_of(version: str, status: str, suppressed: bool, counts: tallies.Counts) -> str:

@@ -106,19 +106,25 @@ def list_polls(
     return list(polls), total
 
 
-def has_votes(*, session: Session, poll_id: str) -> bool:
-    return bool(session.scalar(select(exists().where(Ballot.poll_id == poll_id))))
+def has_votes(*, session: Session, poll: Poll) -> bool:
+    """Whether the poll has ballots or a baseline (votes from before Pollbox)."""
+    return poll.baseline is not None or bool(
+        session.scalar(select(exists().where(Ballot.poll_id == poll.id))))
 
 
-def _voted_option_ids(*, session: Session, poll_id: str) -> set[int]:
-    return set(
+def _voted_option_ids(*, session: Session, poll: Poll) -> set[int]:
+    """Options with ballots, or with votes in the poll's baseline."""
+    voted = set(
         session.scalars(
             select(BallotChoice.option_id)
             .join(Option, Option.id == BallotChoice.option_id)
-            .where(Option.poll_id == poll_id)
+            .where(Option.poll_id == poll.id)
             .distinct()
         )
     )
+    if poll.baseline is not None:
+        voted.update(row.option_id for row in poll.baseline.options if row.votes)
+    return voted
 
 
 def _apply_options(*, session: Session, poll: Poll, changes: list[dict]) -> None:
@@ -126,7 +132,7 @@ def _apply_options(*, session: Session, poll: Poll, changes: list[dict]) -> None
     unknown = [c["id"] for c in changes if c["id"] is not None and c["id"] not in current]
     if unknown:
         raise ValidationFailed({"options": [f"Unknown option {i}." for i in unknown]})
-    voted = _voted_option_ids(session=session, poll_id=poll.id)
+    voted = _voted_option_ids(session=session, poll=poll)
     kept_ids = {c["id"] for c in changes if c["id"] is not None}
     removed_with_votes = sorted(voted - kept_ids)
     if removed_with_votes:
@@ -151,7 +157,7 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     """Apply a validated partial update, refusing changes that would corrupt votes; a
     poll it closes is announced to `poll.closed` webhooks."""
     was_closed = poll.status_at(now) == "closed"
-    if "kind" in data and data["kind"] != poll.kind and has_votes(session=session, poll_id=poll.id):
+    if "kind" in data and data["kind"] != poll.kind and has_votes(session=session, poll=poll):
         raise PollHasVotes("The kind of a poll cannot change after its first vote.")
     if "options" in data:
         _apply_options(session=session, poll=poll, changes=data["options"])

@@ -202,3 +202,40 @@ class SigningSecretSchema(Schema):
         "description": "The new secret: sign `\"<poll id>:<user id>\"` with HMAC-SHA256. "
                        "Signatures made with the previous secret are refused from now on."
     })
+
+# -- baseline: the votes a poll had before it moved to Pollbox ----------------------------
+
+BASELINE_VOTES_MAX = 1_000_000_000
+BASELINE_SOURCE_MAX = 200
+OPTION_ID_KEY = re.compile(r"^[0-9]{1,18}$")
+
+class BaselineSchema(Schema):
+    """A poll's baseline as set (`PUT`) and as answered."""
+
+    total_votes = StrictInteger(
+        required=True, validate=validate.Range(1, BASELINE_VOTES_MAX),
+        metadata={"description": "Ballots cast before the poll moved to Pollbox."},
+    )
+    options = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(OPTION_ID_KEY, error="Not an option id.")),
+        values=StrictInteger(validate=validate.Range(0, BASELINE_VOTES_MAX)),
+        required=True, validate=validate.Length(max=OPTIONS_MAX),
+        metadata={"description": "Votes per option id (options left out had none). None "
+                  "may exceed `total_votes`; for `single` polls they add up to it exactly.",
+                  "example": {"17": 1203, "18": 1012, "19": 1763}},
+    )
+    source = Trimmed(
+        required=True, validate=validate.Length(1, BASELINE_SOURCE_MAX),
+        metadata={"description": "Where the numbers come from.",
+                  "example": "PsyWeb poll, 2009-2026"},
+    )
+    as_of = UTCDateTime(
+        required=True,
+        metadata={"description": "When they were counted; not in the future. The widget "
+                  "says \"includes N votes before <date>\"."},
+    )
+
+
+class BaselineAnswerSchema(BaselineSchema):
+    poll_id = fields.String()
+    set_at = UTCDateTime(metadata={"description": "When the baseline was last set."})

@@ -154,6 +154,13 @@ def drop(*, redis: RedisHandle, poll_id: str, scopes: list[str | None], reason: 
         redis.client.publish(keys.tally_changes(poll_id), reason)
 
 
+def announce(*, redis: RedisHandle, poll_id: str, reason: str) -> None:
+    """Tell live streams that the poll's tallies changed other than by a count (its
+    baseline); they read them again (service/tallies/stream.py)."""
+    with redis.fallback(f"announcing a {reason} change"):
+        redis.client.publish(keys.tally_changes(poll_id), reason)
+
+
 def rebuild(*, engine: Engine, redis: RedisHandle, poll_id: str,
             context: str | None = None) -> Counts:
     """Store the tally read from a database snapshot, exactly: ballots committed while it

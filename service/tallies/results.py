@@ -1,5 +1,9 @@
 """What readers see of a tally: the answer's shape, its statistics (Wilson score
-intervals), and the results rules (who may see them, when they are suppressed)."""
+intervals), and the results rules (who may see them, when they are suppressed).
+
+The whole poll's tallies add its baseline (service/tallies/baseline.py) to the ballots'
+counts, and the statistics and the suppression are those of the combined numbers, which
+are what is shown. A context's tallies (`context` given) count its ballots alone."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import datetime
 
 from service.infra.clock import iso
 from service.infra.models import Poll
+from service.tallies import baseline as baselines
 from service.tallies.counts import Counts
 
 WILSON_Z95 = 1.959963984540054
@@ -27,8 +32,12 @@ def wilson_interval(votes: int, total: int) -> tuple[float, float] | None:
     return round(low * 100, PERCENT_DECIMALS), round(high * 100, PERCENT_DECIMALS)
 
 
-def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool) -> dict:
-    """The tallies answer as plain values."""
+def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
+                 context: str | None = None) -> dict:
+    """The tallies answer as plain values: the ballots' `counts` (of `context`'s ballots
+    when given), plus the poll's baseline for the whole poll."""
+    baseline = None if context is not None else baselines.of_poll(poll)
+    counts = baselines.combined(counts, baseline)
     total = counts.total
     options = []
     for option in poll.options:
@@ -54,6 +63,7 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool)
         "other_votes": None if suppressed else counts.other,
         "suppressed": suppressed,
         "updated_at": iso(updated),
+        "baseline": None if baseline is None else baseline.summary(),
     }
 
 
@@ -71,6 +81,11 @@ def results_visible(poll: Poll, *, now: datetime, is_owner: bool, has_voted) -> 
     return False
 
 
-def is_suppressed(poll: Poll, counts: Counts, *, is_owner: bool) -> bool:
-    """Below `results_min_votes`, the public sees the total but no per-option numbers."""
-    return not is_owner and counts.total < poll.results_min_votes
+def is_suppressed(poll: Poll, counts: Counts, *, is_owner: bool,
+                  context: str | None = None) -> bool:
+    """Below `results_min_votes`, the public sees the total but no per-option numbers. The
+    total is the one shown: the whole poll's counts its baseline too."""
+    if is_owner:
+        return False
+    baseline = None if context is not None else baselines.of_poll(poll)
+    return counts.total + (baseline.total_votes if baseline else 0) < poll.results_min_votes

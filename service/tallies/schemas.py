@@ -17,6 +17,12 @@ class TallyOptionSchema(Schema):
     percent = fields.Float(allow_none=True)
     ci95 = fields.List(fields.Float(), allow_none=True)
 
+class TallyBaselineSchema(Schema):
+    total_votes = fields.Integer(metadata={"description": "Votes cast before the poll moved "
+                                           "to Pollbox, included in every count above."})
+    source = fields.String(metadata={"example": "PsyWeb poll, 2009-2026"})
+    as_of = fields.String(metadata={"example": "2026-11-30T00:00:00Z"})
+
 class TalliesSchema(Schema):
     poll_id = fields.String()
     status = fields.String()
@@ -25,6 +31,13 @@ class TalliesSchema(Schema):
     other_votes = fields.Integer(allow_none=True)
     suppressed = fields.Boolean()
     updated_at = fields.String()
+    baseline = fields.Nested(
+        TallyBaselineSchema, allow_none=True,
+        metadata={"description": "The poll's baseline (`PUT .../baseline`), added to "
+                  "`total_votes` and every option's `votes`, `percent` and `ci95`; null "
+                  "when there is none, and always null with `context` (no ballot is "
+                  "invented)."},
+    )
 
 class TalliesQuerySchema(Schema):
     context = Text(validate=validate.Length(1, CONTEXT_MAX))

@@ -23,8 +23,10 @@ from service.infra import keys
 from service.infra.errors import IdempotencyKeyInUse, ValidationFailed
 from service.infra.identity import keyed_hash
 from service.infra.redis.scripts import KeyHold, KeyMismatch, KeyPending, KeyState
+from service.tallies import baseline as baselines
+from service.tallies.baseline import Baseline
 from service.tallies.counts import Counts
-from service.tallies.results import tallies_view
+from service.tallies.results import is_suppressed, tallies_view
 from service.voting.ballot import Ballot, idempotency_hash
 
 HEADER = "Idempotency-Key"
@@ -93,6 +95,7 @@ def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bo
             "created_at": poll.created_at.strftime(ISO_MICROSECONDS),
             "options": [[option.id, option.label] for option in poll.options],
             "min_votes": poll.results_min_votes,
+            "baseline": _kept_baseline(baselines.of_poll(poll)),
         }
     else:
         stored["tallies"] = None
@@ -112,6 +115,21 @@ class _OptionShown:
     label: str
 
 
+def _kept_baseline(baseline: Baseline | None) -> dict | None:
+    if baseline is None:
+        return None
+    return {"total_votes": baseline.total_votes, "options": list(map(list, baseline.options)),
+            "source": baseline.source, "as_of": baseline.as_of.strftime(ISO_MICROSECONDS)}
+
+
+def _shown_baseline(kept: dict | None) -> Baseline | None:
+    if kept is None:
+        return None
+    as_of = datetime.strptime(kept["as_of"], ISO_MICROSECONDS).replace(tzinfo=UTC)
+    return Baseline(total_votes=kept["total_votes"], source=kept["source"], as_of=as_of,
+                    options=tuple((option_id, n) for option_id, n in kept["options"]))
+
+
 @dataclass(frozen=True)
 class _PollShown:
     """The poll as a kept answer showed it: what results.tallies_view reads."""
@@ -120,6 +138,8 @@ class _PollShown:
     created_at: datetime
     options: tuple[_OptionShown, ...]
     status: str
+    results_min_votes: int
+    baseline: Baseline | None
 
     def status_at(self, _now) -> str:
         return self.status
@@ -137,7 +157,10 @@ def stored_answer(entry: dict[bytes, bytes]) -> dict:
             created_at=datetime.strptime(shown["created_at"], ISO_MICROSECONDS)
             .replace(tzinfo=UTC),
             options=tuple(_OptionShown(option_id, label) for option_id, label in shown["options"]),
+            results_min_votes=shown["min_votes"],
+            # Kept by answers since baselines exist; older answers had none.
+            baseline=_shown_baseline(shown.get("baseline")),
         )
-        answer["tallies"] = tallies_view(poll, counts, now=None,
-                                         suppressed=counts.total < shown["min_votes"])
+        answer["tallies"] = tallies_view(
+            poll, counts, now=None, suppressed=is_suppressed(poll, counts, is_owner=False))
     return answer
