@@ -53,6 +53,10 @@ class TallyRowSchema(StrictSchema):
                             metadata={"description": "Wilson score interval at 95 %, percent; "
                                       "null without ballots."})
     ci95_high = fields.Float(required=True, allow_none=True)
+    baseline_votes = fields.Integer(
+        required=True,
+        metadata={"description": "How many of `votes` come from the poll's baseline (votes "
+                  "from before Pollbox); 0 when filtered by context or time."})
 
 
 class TimeseriesRowSchema(StrictSchema):
@@ -88,8 +92,18 @@ class PollExportSchema(StrictSchema):
     generated_at = fields.String(required=True)
 
 
+class ExportBaselineSchema(StrictSchema):
+    total_votes = fields.Integer(required=True)
+    source = fields.String(required=True)
+    as_of = fields.String(required=True, metadata={"example": "2026-11-30T00:00:00Z"})
+
+
 class TalliesExportSchema(PollExportSchema):
     data = fields.String(required=True, validate=validate.OneOf(["tallies"]))
+    baseline = fields.Nested(
+        ExportBaselineSchema, required=True, allow_none=True,
+        metadata={"description": "The baseline included in the rows; null when there is "
+                  "none or the export is filtered."})
     rows = fields.List(fields.Nested(TallyRowSchema), required=True)
 
 

@@ -4,6 +4,9 @@ Rows come from the database (the record) through a server-side cursor and are wr
 as they arrive, so memory stays flat whatever the poll's size. Row generators are lazy:
 no query runs until the first row is asked for, which lets a web view hand them to a
 streamed response (whose database session is the one alive while it streams).
+
+The tallies of a whole poll add its baseline (votes from before Pollbox, column
+`baseline_votes`); filtered tallies, time series and votes count ballots only.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from sqlalchemy.sql.functions import FunctionElement
 from service.exports import spreadsheet
 from service.infra.clock import iso, parse_iso
 from service.infra.errors import ValidationFailed
-from service.infra.models import Ballot, BallotChoice, Option, Owner, Poll
+from service.infra.models import (
+    Ballot,
+    BallotChoice,
+    Option,
+    Owner,
+    Poll,
+    PollBaseline,
+    PollBaselineOption,
+)
+from service.tallies import baseline as baselines
 from service.tallies.results import PERCENT_DECIMALS, wilson_interval
 
 DATA_KINDS = ("tallies", "timeseries", "votes")
@@ -34,8 +46,10 @@ FORMATS = ("csv", "json", "ndjson", "xlsx")
 INTERVALS = ("hour", "day")
 DEFAULT_INTERVAL = "day"
 COLUMNS = {
+    # `baseline_votes` (after the contract's v1 columns): the part of `votes` that is the
+    # poll's baseline, votes from before Pollbox (0 when filtered: no ballot is invented).
     "tallies": ("poll_id", "question", "option_id", "option_label", "votes", "percent",
-                "ci95_low", "ci95_high"),
+                "ci95_low", "ci95_high", "baseline_votes"),
     "timeseries": ("bucket_start", "option_id", "option_label", "votes"),
     # `comment_hidden` (after the contract's columns): the owner hid the comment publicly.
     "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter",
@@ -100,6 +114,12 @@ class Filters:
 
     def as_document(self) -> dict:
         return {"from": _time(self.since), "to": _time(self.until), "context": self.context}
+
+    @property
+    def whole_poll(self) -> bool:
+        """Whether every ballot is covered: only then is the poll's baseline added (it is
+        no ballot, so no context and no time window holds it)."""
+        return self.context is None and self.since is None and self.until is None
 
 
 @dataclass(frozen=True)
@@ -195,6 +215,9 @@ def poll_export(*, session: Session, poll: Poll, params: ExportParams, secret: s
         "filters": filters.as_document(),
         "generated_at": _time(now),
     }
+    if params.data == "tallies":
+        baseline = baselines.of_poll(poll) if filters.whole_poll else None
+        document["baseline"] = None if baseline is None else baseline.summary()
     return Export(columns=COLUMNS[params.data], document=document, rows=rows)
 
 
@@ -251,15 +274,18 @@ def _stream(session: Session, statement) -> Iterator:
 
 
 def _tally_row(poll_id: str, question: str, option_id: int, label: str, votes: int,
-               total: int) -> tuple:
+               total: int, baseline_votes: int = 0) -> tuple:
+    """`votes` and `total` include the baseline's, `baseline_votes` says how many."""
     interval = wilson_interval(votes, total)
     low, high = interval if interval else (None, None)
     percent = round(votes / total * 100, PERCENT_DECIMALS) if total else 0.0
-    return (poll_id, question, option_id, label, votes, percent, low, high)
+    return (poll_id, question, option_id, label, votes, percent, low, high, baseline_votes)
 
 
 def tally_rows(*, session: Session, poll: Poll, filters: Filters) -> Iterator[tuple]:
-    """One row per option: votes, percent of ballots, and its 95 % Wilson interval."""
+    """One row per option: votes (the baseline's included when the whole poll is
+    exported), percent of ballots, its 95 % Wilson interval, and the baseline's part."""
+    baseline = baselines.of_poll(poll) if filters.whole_poll else None
     conditions = _conditions(poll.id, filters)
     total = session.scalar(select(func.count(Ballot.id)).where(*conditions)) or 0
     counts = dict(
@@ -270,22 +296,35 @@ def tally_rows(*, session: Session, poll: Poll, filters: Filters) -> Iterator[tu
             .group_by(BallotChoice.option_id)
         ).all()
     )
+    if baseline is not None:
+        total += baseline.total_votes
     for option in poll.options:
+        before = 0 if baseline is None else baseline.votes(option.id)
         yield _tally_row(poll.id, poll.question, option.id, option.label,
-                         counts.get(option.id, 0), total)
+                         counts.get(option.id, 0) + before, total, before)
 
 
 def account_tally_rows(*, session: Session, owner: Owner) -> Iterator[tuple]:
-    """Tally rows of every poll of the owner, newest poll first."""
+    """Tally rows of every poll of the owner, newest poll first, baselines included."""
     owned = Poll.owner_id == owner.id
-    totals = dict(
+    totals = Counter(dict(
         session.execute(
             select(Ballot.poll_id, func.count(Ballot.id))
             .join(Poll, Poll.id == Ballot.poll_id)
             .where(owned)
             .group_by(Ballot.poll_id)
         ).all()
-    )
+    ))
+    totals.update(dict(session.execute(
+        select(PollBaseline.poll_id, PollBaseline.total_votes)
+        .join(Poll, Poll.id == PollBaseline.poll_id)
+        .where(owned)
+    ).all()))
+    before = dict(session.execute(
+        select(PollBaselineOption.option_id, PollBaselineOption.votes)
+        .join(Poll, Poll.id == PollBaselineOption.poll_id)
+        .where(owned)
+    ).all())
     counts = dict(
         session.execute(
             select(BallotChoice.option_id, func.count())
@@ -303,8 +342,9 @@ def account_tally_rows(*, session: Session, owner: Owner) -> Iterator[tuple]:
         .order_by(Poll.created_at.desc(), Poll.id, Option.position),
     )
     for poll_id, question, option_id, label in options:
-        yield _tally_row(poll_id, question, option_id, label, counts.get(option_id, 0),
-                         totals.get(poll_id, 0))
+        earlier = before.get(option_id, 0)
+        yield _tally_row(poll_id, question, option_id, label,
+                         counts.get(option_id, 0) + earlier, totals[poll_id], earlier)
 
 
 def bucket_start(moment: datetime, interval: str) -> datetime:
