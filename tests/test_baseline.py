@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
-import redis as redis_lib
 from sqlalchemy import func, select
 
 from service.infra import keys
@@ -350,3 +351,225 @@ def test_a_replayed_vote_answer_still_includes_the_baseline(app, carried):
     assert first.status_code == again.status_code == 201
     assert again.get_json()["tallies"] == first.get_json()["tallies"]
     assert again.get_json()["tallies"]["baseline"]["total_votes"] == 3978
+
+
+# --- exports ----------------------------------------------------------------------------
+
+
+def export(client, auth, poll: dict, **query):
+    response = client.get(f"/api/v1/polls/{poll['id']}/export", query_string=query,
+                          headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    response.get_data()  # read the streamed body now, before the next request
+    return response
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
+
+
+@pytest.fixture
+def carried_and_voted(carried, vote) -> dict:
+    """The carried poll with two ballots: one on a page, one elsewhere."""
+    a, _, c = (option["id"] for option in carried["options"])
+    assert vote(carried, [a], context="/articles/healing-power").status_code == 201
+    assert vote(carried, [c], ip="203.0.113.8").status_code == 201
+    return carried
+
+
+def test_the_tallies_export_adds_the_baseline_in_its_own_last_column(client, auth,
+                                                                      carried_and_voted):
+    rows = csv_rows(export(client, auth, carried_and_voted, data="tallies", format="csv"))
+    api = tallies_of(client, carried_and_voted)
+
+    assert list(rows[0]) == ["poll_id", "question", "option_id", "option_label", "votes",
+                             "percent", "ci95_low", "ci95_high", "baseline_votes"]
+    assert [(int(r["votes"]), int(r["baseline_votes"])) for r in rows] == [
+        (1204, 1203), (1012, 1012), (1764, 1763)]
+    assert [float(r["percent"]) for r in rows] == [o["percent"] for o in api["options"]]
+    assert [[float(r["ci95_low"]), float(r["ci95_high"])] for r in rows] == [
+        o["ci95"] for o in api["options"]]
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_the_tallies_export_says_which_baseline_it_includes(client, auth, carried_and_voted,
+                                                            fmt):
+    response = export(client, auth, carried_and_voted, data="tallies", format=fmt)
+    if fmt == "json":
+        document = response.get_json()
+        assert document["baseline"] == {"total_votes": 3978, "source": SOURCE, "as_of": AS_OF}
+        rows = document["rows"]
+    else:
+        rows = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert [row["baseline_votes"] for row in rows] == list(SEED_COUNTS)
+    assert sum(row["votes"] for row in rows) == 3980
+
+
+def test_the_xlsx_tallies_export_has_the_baseline_column(client, auth, carried_and_voted):
+    import openpyxl
+
+    response = export(client, auth, carried_and_voted, data="tallies", format="xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
+    header, *rows = list(sheet.values)
+    assert header[-1] == "baseline_votes"
+    assert [row[-1] for row in rows] == list(SEED_COUNTS)
+
+
+@pytest.mark.parametrize("query", [
+    {"context": "/articles/healing-power"},
+    {"from": "2026-12-01T00:00:00Z"},
+])
+def test_a_filtered_tallies_export_counts_ballots_alone(client, auth, carried_and_voted,
+                                                       query):
+    response = export(client, auth, carried_and_voted, data="tallies", format="json", **query)
+    document = response.get_json()
+    assert document["baseline"] is None
+    assert all(row["baseline_votes"] == 0 for row in document["rows"])
+    expected = 1 if "context" in query else 2
+    assert sum(row["votes"] for row in document["rows"]) == expected
+
+
+def test_the_time_series_and_the_votes_export_hold_only_ballots(app, client, auth,
+                                                                carried_and_voted):
+    series = export(client, auth, carried_and_voted, data="timeseries", format="json")
+    votes = export(client, auth, carried_and_voted, data="votes", format="json")
+
+    assert sum(row["votes"] for row in series.get_json()["rows"]) == 2
+    assert "baseline" not in series.get_json()
+    assert len(votes.get_json()["rows"]) == 2
+    with app.app_context():  # and no ballot was invented to hold the baseline
+        assert db.session.scalar(select(func.count(Ballot.id))) == 2
+
+
+def test_the_account_export_adds_each_polls_baseline(client, auth, carried_and_voted,
+                                                    make_poll, vote):
+    plain = make_poll(question="Without a baseline?")
+    assert vote(plain).status_code == 201
+
+    response = client.get("/api/v1/export", query_string={"format": "json"}, headers=auth)
+
+    rows = response.get_json()["rows"]
+    by_poll: dict[str, list[tuple[int, int]]] = {}
+    for row in rows:
+        by_poll.setdefault(row["poll_id"], []).append((row["votes"], row["baseline_votes"]))
+    assert by_poll[carried_and_voted["id"]] == [(1204, 1203), (1012, 1012), (1764, 1763)]
+    assert by_poll[plain["id"]] == [(1, 0), (0, 0), (0, 0)]
+    carried_rows = [row for row in rows if row["poll_id"] == carried_and_voted["id"]]
+    assert carried_rows[0]["percent"] == round(1204 / 3980 * 100, 2)
+
+
+# --- the read model: a flushed Redis, the exact rebuild, reconciliation, integrity -----
+
+
+def stored_tally(poll: dict) -> tallies.Counts:
+    return tallies.Counts.from_hash(redis_handle().client.hgetall(keys.tally(poll["id"])))
+
+
+def test_the_redis_tally_counts_ballots_only(app, carried_and_voted):
+    with app.app_context():
+        assert stored_tally(carried_and_voted).total == 2
+        assert sum(stored_tally(carried_and_voted).options.values()) == 2
+
+
+def test_the_baseline_survives_a_redis_flush_and_reconciliation(app, client,
+                                                                carried_and_voted):
+    before = tallies_of(client, carried_and_voted)
+    assert before["total_votes"] == 3980
+    with app.app_context():
+        redis_handle().client.flushdb()
+
+        report = reconcile.reconcile(engine=db.engine, redis=redis_handle())
+
+        assert report.drift == {"mismatch": 0, "missing": 1}
+        assert stored_tally(carried_and_voted).total == 2  # rebuilt from the ballots alone
+        # The tally now agrees with the record: the baseline is no drift to "fix".
+        assert reconcile.reconcile(engine=db.engine, redis=redis_handle()).rebuilt == 0
+    after = tallies_of(client, carried_and_voted)
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in before.items() if k != "updated_at"}
+
+
+def test_the_exact_rebuild_leaves_the_baseline_to_the_read_model(app, client,
+                                                                 carried_and_voted, vote):
+    with app.app_context():
+        redis_handle().client.delete(keys.tally(carried_and_voted["id"]))
+        rebuilt = tallies.rebuild(engine=db.engine, redis=redis_handle(),
+                                  poll_id=carried_and_voted["id"])
+        assert rebuilt.total == 2
+    assert vote(carried_and_voted, ip="203.0.113.9").status_code == 201
+    shown = tallies_of(client, carried_and_voted)
+    assert shown["total_votes"] == 3981
+    assert shown["options"][0]["votes"] == 1205
+
+
+@pytest.mark.parametrize("stack", REDIS_STACKS, indirect=True)
+def test_reconcile_takes_a_baseline_written_into_redis_for_drift_and_counts_it_once(
+    app, client, carried_and_voted
+):
+    first = carried_and_voted["options"][0]["id"]
+    with app.app_context():
+        tally = keys.tally(carried_and_voted["id"])
+        redis_handle().client.hincrby(tally, "total", 3978)
+        redis_handle().client.hincrby(tally, f"o:{first}", 1203)
+
+        report = reconcile.reconcile(engine=db.engine, redis=redis_handle())
+
+        assert report.drift["mismatch"] == 1
+        assert stored_tally(carried_and_voted).total == 2
+    assert tallies_of(client, carried_and_voted)["total_votes"] == 3980
+
+
+def test_the_integrity_report_counts_ballots_not_the_baseline(client, auth,
+                                                             carried_and_voted):
+    report = client.get(f"/api/v1/polls/{carried_and_voted['id']}/integrity",
+                        headers=auth).get_json()
+    assert report["totals"]["accepted"] == 2
+
+
+def test_tallies_read_from_the_database_while_redis_is_down_include_the_baseline(
+    make_app, carried_and_voted
+):
+    offline = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client()
+    shown = tallies_of(offline, carried_and_voted)
+    assert shown["total_votes"] == 3980
+    assert shown["baseline"]["total_votes"] == 3978
+    assert tallies_of(offline, carried_and_voted, context="/articles/healing-power")[
+        "total_votes"] == 1
+
+
+# --- live tallies -----------------------------------------------------------------------
+
+
+def next_tallies(chunks) -> dict:
+    for line in next(chunks).decode().splitlines():
+        if line.startswith("data: "):
+            return json.loads(line.removeprefix("data: "))
+    raise AssertionError("no tallies event")
+
+
+def test_the_live_stream_sends_new_tallies_when_the_baseline_changes(app, client, auth,
+                                                                    make_poll, put_baseline):
+    poll = make_poll()
+    reader = app.test_client()  # a visitor's browser
+    response = reader.get(f"/api/v1/polls/{poll['id']}/tallies/stream", buffered=False)
+    chunks = iter(response.response)
+    # The owner's requests run in a thread of their own: the open stream's request
+    # context must not be theirs (as with two connections to a real server).
+    owner = ThreadPoolExecutor(max_workers=1)
+    try:
+        assert next_tallies(chunks)["total_votes"] == 0
+        assert app.extensions["pollbox.stream"].wait_until_listening(5)
+
+        assert owner.submit(put_baseline, poll).result().status_code == 200
+        started = time.monotonic()
+        shown = next_tallies(chunks)
+        assert time.monotonic() - started < 2
+        assert shown["total_votes"] == 3978
+        assert shown["baseline"]["source"] == SOURCE
+
+        removed = owner.submit(client.delete, baseline_url(poll), headers=auth).result()
+        assert removed.status_code == 204
+        assert next_tallies(chunks)["baseline"] is None
+    finally:
+        owner.shutdown()
+        response.close()
