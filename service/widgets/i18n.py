@@ -48,18 +48,21 @@ def text_direction(tag: str) -> str:
     return "rtl" if Locale.parse(tag).character_order == "right-to-left" else "ltr"
 
 
-def counted(singular: str, plural: str, n: int, *, shown: str | None = None) -> str:
-    """The plural form for `n`, its `%(num)s` the number in the locale's digits
-    (extracted as a plural message: `pybabel extract -k counted:1,2`)."""
+def counted(singular: str, plural: str, n: int, *, shown: str | None = None,
+            **values: str) -> str:
+    """The plural form for `n`, its `%(num)s` the number in the locale's digits and its
+    other placeholders `values` (extracted as a plural message: `pybabel extract -k
+    counted:1,2`)."""
     text = get_translations().ungettext(singular, plural, n)
-    return text % {"num": format_decimal(n) if shown is None else shown}
+    return text % {"num": format_decimal(n) if shown is None else shown, **values}
 
 
-def plural_forms(singular: str, plural: str) -> dict[str, str]:
-    """A counted message per CLDR plural category, `{n}` standing for the number; the
-    widget's script picks one with `Intl.PluralRules`."""
-    return {"one": counted(singular, plural, 1, shown="{n}"),
-            "other": counted(singular, plural, 2, shown="{n}")}
+def plural_forms(singular: str, plural: str, **values: str) -> dict[str, str]:
+    """A counted message per CLDR plural category, `{n}` standing for the number (and
+    `values` for the other placeholders); the widget's script picks one with
+    `Intl.PluralRules`."""
+    return {"one": counted(singular, plural, 1, shown="{n}", **values),
+            "other": counted(singular, plural, 2, shown="{n}", **values)}
 
 
 def _select_locale() -> str:

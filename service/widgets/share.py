@@ -12,6 +12,7 @@ from service.infra.clock import now
 from service.infra.db import db
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
+from service.tallies import baseline as baselines
 from service.tallies.results import results_visible
 from service.web.urls import base_url, own_origin
 from service.widgets import display, i18n
@@ -31,7 +32,7 @@ def share(poll_id: str):
     share_url = f"{base}/p/{poll.id}"
     total = None
     if results_visible(poll, now=moment, is_owner=False, has_voted=lambda: False):
-        total = counts.total
+        total = baselines.combined(counts, baselines.of_poll(poll)).total  # as the widget
     description = (
         i18n.counted("%(num)s vote so far. Cast yours.", "%(num)s votes so far. Cast yours.",
                      total)

@@ -23,6 +23,8 @@ SVG_WIDTH = 600
 SVG_ROW = 48
 SVG_TOP = 64
 SVG_BOTTOM = 40
+# The line under the total saying it includes a baseline ("includes N votes before ...").
+SVG_NOTE = 20
 SVG_BAR_LEFT = 16
 SVG_BAR_WIDTH = SVG_WIDTH - 2 * SVG_BAR_LEFT
 SVG_TITLE_CHARS = 80
@@ -50,7 +52,9 @@ def results_svg(poll_id: str):
     results = shown_results(poll, counts, moment=moment) if visible else None
     rows = results["rows"] if results else []
     shown_rows = rows if results and not results["view"]["suppressed"] else []
-    height = SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
+    baseline = results["baseline"] if results else None
+    height = (SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
+              + (SVG_NOTE if baseline else 0))
     body = render_template(
         "widgets/results.svg",
         lang=lang, width=SVG_WIDTH, height=height, row_height=SVG_ROW, top=SVG_TOP,
@@ -60,6 +64,7 @@ def results_svg(poll_id: str):
         rows=[{**row, "label": _svg_text(row["label"], SVG_LABEL_CHARS),
                "full_label": _svg_text(row["label"], 10_000)} for row in shown_rows],
         total=results["total"] if results else None,
+        baseline=baseline, note_height=SVG_NOTE,
         message=None if shown_rows else (
             gettext("Per-option results are shown once enough people have voted.")
             if results else gettext("The results of this poll are not shown yet.")

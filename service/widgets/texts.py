@@ -8,11 +8,15 @@ from urllib.parse import urlencode
 
 from babel.numbers import format_percent
 from flask import url_for
-from flask_babel import format_decimal, get_locale, gettext
+from flask_babel import format_date, format_decimal, get_locale, gettext
 
+from service.tallies import baseline as baselines
 from service.tallies.counts import Counts
 from service.tallies.results import is_suppressed, tallies_view
 from service.widgets import display, i18n
+
+# The baseline's date, as the widget writes dates (medium, in UTC).
+DATE_FORMAT = "medium"
 
 # The codes `messages` knows (an `error=` outside them shows no message).
 MESSAGE_CODES = frozenset((
@@ -50,7 +54,21 @@ def script_texts() -> dict:
         "votes": i18n.plural_forms("%(num)s vote", "%(num)s votes"),
         "total": i18n.plural_forms("Total votes: %(num)s", "Total votes: %(num)s"),
         "other": gettext("Other answers"),
+        # `{date}`: the baseline's `as_of`, a medium date in UTC (Intl.DateTimeFormat).
+        "baseline": i18n.plural_forms("includes %(num)s vote before %(date)s",
+                                      "includes %(num)s votes before %(date)s",
+                                      date="{date}"),
     }
+
+
+def baseline_note(poll) -> str | None:
+    """The note under "Total votes: N" when N includes the poll's baseline."""
+    baseline = baselines.of_poll(poll)
+    if baseline is None:
+        return None
+    return i18n.counted("includes %(num)s vote before %(date)s",
+                        "includes %(num)s votes before %(date)s", baseline.total_votes,
+                        date=format_date(baseline.as_of, DATE_FORMAT))
 
 
 def _result_rows(view: dict) -> list[dict]:
@@ -82,6 +100,7 @@ def shown_results(poll, counts: Counts, *, moment: datetime) -> dict:
         "rows": _result_rows(view),
         "total": i18n.counted("Total votes: %(num)s", "Total votes: %(num)s",
                               view["total_votes"]),
+        "baseline": baseline_note(poll),
         "other": None if view["other_votes"] is None or not poll.allow_other else
         format_decimal(view["other_votes"]),
     }

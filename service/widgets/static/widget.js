@@ -16,6 +16,10 @@
   var percents = window.Intl ? new Intl.NumberFormat(config.lang, {
     style: "percent", maximumFractionDigits: 2
   }) : null;
+  /* A baseline's date as the server writes it: medium, in UTC. */
+  var dates = window.Intl ? new Intl.DateTimeFormat(config.lang, {
+    dateStyle: "medium", timeZone: "UTC"
+  }) : null;
 
   function byId(id) { return document.getElementById(id); }
   function number(n) { return numbers ? numbers.format(n) : String(n); }
@@ -94,7 +98,19 @@
       other.hidden = true;
     }
     byId("pb-total").textContent = counted(texts.total, tallies.total_votes);
+    renderBaseline(tallies.baseline);
     section.hidden = false;
+  }
+
+  /* "includes N votes before <date>": the total counts votes from before Pollbox. */
+  function renderBaseline(baseline) {
+    var note = byId("pb-baseline");
+    if (!note) { return; }
+    if (!baseline) { note.hidden = true; return; }
+    var day = new Date(baseline.as_of);
+    var shown = dates && !isNaN(day) ? dates.format(day) : String(baseline.as_of).slice(0, 10);
+    note.textContent = counted(texts.baseline, baseline.total_votes).replace("{date}", shown);
+    note.hidden = false;
   }
 
   /* Live updates */
