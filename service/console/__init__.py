@@ -24,4 +24,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-from service.console import auth, feedback, keys, polls, webhooks  # noqa: E402,F401
+from service.console import auth, baseline, feedback, keys, polls, webhooks  # noqa: E402,F401

@@ -158,3 +158,46 @@ def values_of(poll: Poll) -> dict:
     for option in poll.options:
         values[f"option_{option.id}"] = option.label
     return values
+
+
+# -- the baseline form: votes from before Pollbox ----------------------------------------
+
+
+def baseline_input(form: MultiDict, poll: Poll) -> dict:
+    """The baseline form as the body of `PUT /api/v1/polls/<id>/baseline` (an empty
+    option count is 0; an empty total or date is left out, for the schema to name)."""
+    data: dict = {"source": form.get("source", ""), "options": {}}
+    total = form.get("total_votes", "").strip()
+    if total:
+        data["total_votes"] = _integer(total)
+    for option in poll.options:
+        text = form.get(f"option_{option.id}", "").strip()
+        if text:
+            data["options"][str(option.id)] = _integer(text)
+    as_of = form.get("as_of", "").strip()
+    if as_of:
+        data["as_of"] = as_of  # a datetime-local value: read as UTC by the schema
+    return data
+
+
+def baseline_field_errors(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """API error paths (`options.17.value`) as the baseline form's fields (`option_17`)."""
+    shown: dict[str, list[str]] = {}
+    for path, messages in errors.items():
+        name, _, rest = path.partition(".")
+        option_id = rest.split(".", 1)[0]
+        if name == "options" and option_id.isdigit():
+            name = f"option_{option_id}"
+        shown.setdefault("_form" if name == "_schema" else name, []).extend(messages)
+    return shown
+
+
+def baseline_values(poll: Poll) -> dict:
+    """The poll's baseline as the form's initial values (empty without one)."""
+    baseline = poll.baseline
+    if baseline is None:
+        return {}
+    values = {"total_votes": str(baseline.total_votes), "source": baseline.source,
+              "as_of": _local(baseline.as_of)}
+    values.update({f"option_{row.option_id}": str(row.votes) for row in baseline.options})
+    return values

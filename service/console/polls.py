@@ -38,6 +38,7 @@ from service.polls import cache as poll_cache
 from service.polls import embed
 from service.polls import manage as polls
 from service.polls.schemas import DUPLICATE_CHECKS, PollCreateSchema, PollUpdateSchema
+from service.tallies import baseline as baselines
 from service.tallies import counts as tallies
 from service.tallies import results, stream
 from service.voting import integrity
@@ -118,7 +119,8 @@ def poll_new():
 @scope_required("write")
 def poll_edit(poll_id: str):
     poll = _owned(poll_id)
-    counts = _counts(poll)
+    # Votes from before Pollbox protect options and the kind as ballots do.
+    counts = baselines.combined(_counts(poll), baselines.of_poll(poll))
     context = _form_context(poll=poll, votes=counts.total, option_votes=counts.options)
     if request.method == "GET":
         return render_template("console/polls/form.html", values=forms.values_of(poll),
@@ -146,7 +148,7 @@ def poll_edit(poll_id: str):
 
 
 def results_of(poll: Poll) -> dict:
-    """The owner's view of the tallies (never suppressed)."""
+    """The owner's view of the tallies (never suppressed, its baseline included)."""
     return results.tallies_view(poll, _counts(poll), now=now(), suppressed=False)
 
 

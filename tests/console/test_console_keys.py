@@ -128,10 +128,14 @@ def crawl(console, start: str) -> dict[str, tuple[int, Page]]:
 
 
 @pytest.fixture
-def owner_world(console, hooks_app, receiver, make_poll, vote):
-    """A poll with a commented vote and a webhook, made by the admin console."""
+def owner_world(console, hooks_app, receiver, make_poll, vote, client, auth):
+    """A poll with a commented vote, a baseline and a webhook, made by the admin."""
     poll = make_poll(allow_comment=True)
     vote(poll, comment="Helpful")
+    counts = {str(option["id"]): 1 for option in poll["options"]}
+    assert client.put(f"/api/v1/polls/{poll['id']}/baseline", headers=auth, json={
+        "total_votes": len(counts), "options": counts, "source": "Before",
+        "as_of": "2026-01-01T00:00:00Z"}).status_code == 200
     response = console.post("/console/webhooks/new", {
         "url": receiver.url, "events": ["vote.created"], "poll_id": poll["id"]})
     assert response.status_code == 201
@@ -170,6 +174,8 @@ def test_a_read_key_is_refused_every_change_and_every_form(app, console, owner_w
     reader = ConsoleClient(app.test_client(), made_key(console, "analyst", "read"))
     webhook = urlsplit(webhook_url).path
     changes = [f"/console/polls/{poll['id']}/status", f"/console/polls/{poll['id']}/edit",
+               f"/console/polls/{poll['id']}/baseline",
+               f"/console/polls/{poll['id']}/baseline/delete",
                f"/console/polls/{poll['id']}/delete", f"/console/polls/{poll['id']}/signing-secret",
                "/console/polls/new", "/console/presets/page-feedback", "/console/webhooks/new",
                f"{webhook}/test", f"{webhook}/delete"]
@@ -178,6 +184,7 @@ def test_a_read_key_is_refused_every_change_and_every_form(app, console, owner_w
         assert response.status_code == 403, url
         assert "needs a 'write' key" in html.unescape(response.get_data(as_text=True))
     for form in ("/console/polls/new", f"/console/polls/{poll['id']}/edit",
+                 f"/console/polls/{poll['id']}/baseline",
                  f"/console/polls/{poll['id']}/delete", "/console/presets/page-feedback",
                  "/console/webhooks/new", f"{webhook}/delete"):
         assert reader.get(form).status_code == 403, form

@@ -57,6 +57,14 @@
     if (other && tallies.other_votes !== null) { other.textContent = String(tallies.other_votes); }
     var updated = document.getElementById("results-updated");
     if (updated) { updated.textContent = tallies.updated_at; }
+    var note = document.getElementById("baseline-note");
+    if (note) {
+      note.hidden = !tallies.baseline;
+      if (tallies.baseline) {
+        document.getElementById("baseline-total").textContent = String(tallies.baseline.total_votes);
+        document.getElementById("baseline-source").textContent = tallies.baseline.source;
+      }
+    }
     (tallies.options || []).forEach(function (option) {
       var row = root.querySelector('[data-option-id="' + option.id + '"]');
       if (!row) { return; }
