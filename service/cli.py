@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from datetime import UTC, datetime
 from typing import TextIO
 
 import click
@@ -20,6 +21,7 @@ from service.infra.errors import NotFound, ValidationFailed
 from service.infra.fields import UTCDateTime
 from service.infra.models import Owner, Poll
 from service.infra.redis import redis_handle
+from service.polls import baseline as baselines
 from service.polls import manage as polls
 
 # A progress bar on a terminal for exports at least this large, updated every so often.
@@ -35,6 +37,11 @@ DEMO_POLL = {
     "question": "Are you currently taking or have you ever been prescribed anti-depressants?",
     "options": ["Yes, currently", "Yes, in the past", "No, never"],
 }
+# The 3,978 votes PsyWeb's poll had before it moved to Pollbox: a baseline, not ballots
+# (API.md, "Carrying an existing poll over"), per option in DEMO_POLL's order.
+DEMO_BASELINE_VOTES = (1203, 1012, 1763)
+DEMO_BASELINE_SOURCE = "PsyWeb poll, 2009-2026"
+DEMO_BASELINE_AS_OF = datetime(2026, 11, 30, tzinfo=UTC)
 
 
 @owners_cli.command("create")
@@ -117,6 +124,8 @@ def demo(base_url: str) -> None:
         }
         poll = polls.create_poll(session=session, redis=redis_handle(), owner=owner, data=data,
                                  now=now())
+    if poll.baseline is None and len(poll.options) == len(DEMO_BASELINE_VOTES):
+        _seed_baseline(poll)
     base = base_url.rstrip("/")
     click.echo(f"Demo poll:    {base}/api/v1/polls/{poll.id}")
     click.echo(f"Widget:       {base}/polls/{poll.id}/widget")
@@ -127,6 +136,18 @@ def demo(base_url: str) -> None:
                f"-d '{{\"choices\": [{poll.options[0].id}]}}' {base}/api/v1/polls/{poll.id}/votes")
     click.echo(f"Owner API key ({DEMO_OWNER}):")
     click.echo(key)
+
+
+def _seed_baseline(poll: Poll) -> None:
+    """Carry the demo poll's earlier votes over, as a site moving to Pollbox would."""
+    moment = now()
+    baselines.set_baseline(session=db.session, redis=redis_handle(), poll=poll, now=moment, data={
+        "total_votes": sum(DEMO_BASELINE_VOTES),
+        "options": {str(option.id): votes
+                    for option, votes in zip(poll.options, DEMO_BASELINE_VOTES, strict=True)},
+        "source": DEMO_BASELINE_SOURCE,
+        "as_of": min(DEMO_BASELINE_AS_OF, moment),  # never in the future
+    })
 
 
 class IsoTime(click.ParamType):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from service.infra.db import db
-from service.infra.models import ApiKey, Base, Owner, Poll
+from service.infra.models import ApiKey, Ballot, Base, Owner, Poll
 from tests.conftest import SEED_POLL
 from tests.console.console_client import sign_in as sign_in_with
 
@@ -211,3 +212,24 @@ def test_demo_leaves_other_owners_alone(client, cli, create_owner):
 
     assert list_status(client, key) == 200
     assert client.get(POLLS, headers=bearer(key)).get_json() == []
+
+
+def test_demo_poll_shows_its_3978_earlier_votes_without_inventing_ballots(app, client, cli,
+                                                                         clock):
+    clock.frozen = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    output = cli("demo").stdout
+    tallies_url = TALLIES_URL.search(output).group(1)
+    widget_url = re.search(r"Widget: +http://[^/]+(/\S+)", output).group(1)
+
+    tallies = client.get(tallies_url).get_json()
+    assert tallies["total_votes"] == 3978
+    assert [option["votes"] for option in tallies["options"]] == [1203, 1012, 1763]
+    assert tallies["baseline"] == {"total_votes": 3978, "source": "PsyWeb poll, 2009-2026",
+                                   "as_of": "2026-11-30T00:00:00Z"}
+    widget = client.get(widget_url, query_string={"view": "results"}).get_data(as_text=True)
+    assert "Total votes: 3,978" in widget
+    assert "includes 3,978 votes before Nov 30, 2026" in widget
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Ballot)) == 0
+    assert cli("demo").exit_code == 0  # seeded once: a second run keeps the same numbers
+    assert client.get(tallies_url).get_json()["total_votes"] == 3978
