@@ -573,3 +573,28 @@ def test_the_live_stream_sends_new_tallies_when_the_baseline_changes(app, client
     finally:
         owner.shutdown()
         response.close()
+
+
+# --- the OpenAPI document -----------------------------------------------------------------
+
+
+def test_the_openapi_spec_documents_the_baseline(client, auth, carried, make_poll):
+    from tests.test_trust_api_spec import openapi_validator
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    operations = spec["paths"]["/api/v1/polls/{poll_id}/baseline"]
+    assert {"200", "401", "403", "404", "422"} <= set(operations["put"]["responses"])
+    assert {"204", "401", "403", "404"} <= set(operations["delete"]["responses"])
+    assert {"200", "401", "403", "404"} <= set(operations["get"]["responses"])
+    assert all(operations[method].get("summary") for method in ("get", "put", "delete"))
+    body = operations["put"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Baseline"}
+    assert set(spec["components"]["schemas"]["Baseline"]["required"]) == {
+        "total_votes", "options", "source", "as_of"}
+    assert "baseline" in spec["components"]["schemas"]["Tallies"]["properties"]
+    assert "baseline_votes" in spec["components"]["schemas"]["TallyRow"]["properties"]
+
+    openapi_validator(client, "BaselineAnswer").validate(
+        client.get(baseline_url(carried), headers=auth).get_json())
+    openapi_validator(client, "Tallies").validate(tallies_of(client, carried))
+    openapi_validator(client, "Tallies").validate(tallies_of(client, make_poll()))  # null
