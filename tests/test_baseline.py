@@ -12,17 +12,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import openpyxl
 import pytest
 from sqlalchemy import func, select
 
 from service.infra import keys
 from service.infra.db import db
-from service.infra.models import Ballot
+from service.infra.models import Ballot, PollBaseline, PollBaselineOption
 from service.infra.redis import redis_handle
 from service.tallies import counts as tallies
 from service.tallies import reconcile
 from service.tallies.results import wilson_interval
 from tests.test_tallies import textbook_wilson, votes_by_option
+from tests.test_trust_api_spec import openapi_validator
 
 AS_OF = "2026-11-30T00:00:00Z"
 SOURCE = "PsyWeb poll, 2009-2026"
@@ -140,6 +142,13 @@ def test_a_baseline_of_an_unknown_poll_is_404(client, auth):
                           json={"total_votes": 1, "options": {}, "source": "x", "as_of": AS_OF},
                           headers=auth)
     assert response.status_code == 404
+
+
+def test_deleting_the_poll_deletes_its_baseline(app, client, auth, carried):
+    assert client.delete(f"/api/v1/polls/{carried['id']}", headers=auth).status_code == 204
+    with app.app_context():
+        for model in (PollBaseline, PollBaselineOption):
+            assert db.session.scalar(select(func.count()).select_from(model)) == 0
 
 
 # --- what a baseline may be ---------------------------------------------------------------
@@ -406,8 +415,6 @@ def test_the_tallies_export_says_which_baseline_it_includes(client, auth, carrie
 
 
 def test_the_xlsx_tallies_export_has_the_baseline_column(client, auth, carried_and_voted):
-    import openpyxl
-
     response = export(client, auth, carried_and_voted, data="tallies", format="xlsx")
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
     header, *rows = list(sheet.values)
@@ -579,8 +586,6 @@ def test_the_live_stream_sends_new_tallies_when_the_baseline_changes(app, client
 
 
 def test_the_openapi_spec_documents_the_baseline(client, auth, carried, make_poll):
-    from tests.test_trust_api_spec import openapi_validator
-
     spec = client.get("/api/v1/openapi.json").get_json()
     operations = spec["paths"]["/api/v1/polls/{poll_id}/baseline"]
     assert {"200", "401", "403", "404", "422"} <= set(operations["put"]["responses"])
