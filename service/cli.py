@@ -88,7 +88,7 @@ def rotate_key(name: str) -> None:
 
 @owners_cli.command("list")
 def list_owners() -> None:
-    """List owners with their active key's prefix and their number of polls."""
+    """List owners with their newest admin key's prefix and their number of polls."""
     rows = owners.list_owners(session=db.session)
     if not rows:
         click.echo("No owners yet: flask --app wsgi owners create NAME")

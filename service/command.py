@@ -181,6 +181,10 @@ def tallies(server: str, key: str | None, poll_id: str) -> None:
     click.echo(f"Poll {poll_id}: {shown['status']}, "
                + ("votes not shown yet" if total is None else
                   f"{total:,} vote" + ("" if total == 1 else "s")))
+    if shown.get("baseline"):
+        carried = shown["baseline"]
+        click.echo(f"Includes {carried['total_votes']:,} votes before "
+                   f"{carried['as_of'][:10]} ({carried['source']}).")
     if shown["suppressed"]:
         click.echo("Results are shown once the poll has more votes.")
         return

@@ -172,13 +172,14 @@ def revoke_key(*, session: Session, key: ApiKey, moment: datetime) -> None:
 
 
 def list_owners(*, session: Session) -> list[OwnerSummary]:
-    """Every owner with its active key's prefix and its number of polls."""
+    """Every owner with its newest admin key's prefix and its number of polls."""
     polls = (
         select(func.count(Poll.id)).where(Poll.owner_id == Owner.id).scalar_subquery()
     )
     active_prefix = (
         select(ApiKey.prefix)
-        .where(ApiKey.owner_id == Owner.id, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.owner_id == Owner.id, ApiKey.scope == "admin",
+               ApiKey.revoked_at.is_(None))
         .order_by(ApiKey.created_at.desc())
         .limit(1)
         .scalar_subquery()

@@ -460,6 +460,23 @@ def test_closing_a_poll_fires_poll_closed_once(hook_client, hooks_app, auth, mak
     assert len(deliveries(hook_client, auth, hook)) == 1
 
 
+def test_poll_closed_counts_the_votes_from_before_pollbox(hook_client, hooks_app, auth,
+                                                          make_hook, make_poll, vote,
+                                                          receiver):
+    poll = make_poll()
+    vote(poll)
+    counts = {str(option["id"]): 10 for option in poll["options"]}
+    assert hook_client.put(f"/api/v1/polls/{poll['id']}/baseline", headers=auth, json={
+        "total_votes": 30, "options": counts, "source": "Before",
+        "as_of": "2026-01-01T00:00:00Z"}).status_code == 200
+    hook = make_hook(events=["poll.closed"])
+    hook_client.patch(f"/api/v1/polls/{poll['id']}", json={"status": "closed"}, headers=auth)
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    data = verify(hook["secret"], request["headers"], request["body"])["data"]
+    assert (data["total_votes"], data["baseline_votes"]) == (31, 30)
+
+
 def test_a_scheduled_close_fires_poll_closed_once(hook_client, hooks_app, auth, make_hook,
                                                   make_poll, clock, receiver):
     clock.frozen = datetime.now(UTC).replace(microsecond=0)

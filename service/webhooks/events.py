@@ -69,9 +69,12 @@ def close_deliveries(*, session: Session, poll: Poll, reason: str,
     if not subscribed:
         return []
     moment = poll.closed_at or poll.closes_at or now
-    total = session.scalar(select(func.count(Ballot.id)).where(Ballot.poll_id == poll.id))
+    ballots = session.scalar(select(func.count(Ballot.id)).where(Ballot.poll_id == poll.id))
+    # The total the tallies show: the ballots and the votes from before Pollbox.
+    carried = poll.baseline.total_votes if poll.baseline is not None else 0
     data = {"poll_id": poll.id, "question": poll.question, "closed_at": iso(moment),
-            "reason": reason, "total_votes": total or 0}
+            "reason": reason, "total_votes": (ballots or 0) + carried,
+            "baseline_votes": carried}
     message_id = _message_id(f"closed_{poll.id}_{int(moment.timestamp())}")
     created = []
     for webhook in subscribed:

@@ -163,6 +163,42 @@ def test_tallies_prints_a_table_with_the_intervals(served):
     assert "2" in row.split() and "66.7 %" in row and " to " in row
 
 
+def test_an_analysts_read_key_exports_but_changes_nothing(served, folder):
+    server, poll, key = served
+    made = httpx.post(f"{server.base_url}/api/v1/keys", timeout=5,
+                      headers={"Authorization": f"Bearer {key}"},
+                      json={"name": "analyst", "scope": "read"})
+    assert made.status_code == 201, made.text
+    read_key = made.json()["key"]
+    target = folder / "votes.csv"
+
+    done = pollbox("export", "--server", server.base_url, "--key", read_key, poll["id"],
+                   "--data", "votes", "-o", str(target))
+
+    assert done.returncode == 0, done.stderr
+    assert len(target.read_text().splitlines()) == 4
+    closing = httpx.patch(f"{server.base_url}/api/v1/polls/{poll['id']}", timeout=5,
+                          headers={"Authorization": f"Bearer {read_key}"},
+                          json={"status": "closed"})
+    assert (closing.status_code, closing.json()["code"]) == (403, "insufficient_scope")
+
+
+def test_tallies_say_when_they_include_votes_from_before(served):
+    server, poll, key = served
+    counts = {str(option["id"]): 1 for option in poll["options"]}
+    carried = httpx.put(f"{server.base_url}/api/v1/polls/{poll['id']}/baseline",
+                        headers={"Authorization": f"Bearer {key}"}, timeout=5, json={
+                            "total_votes": len(counts), "options": counts,
+                            "source": "Old site", "as_of": "2026-01-01T00:00:00Z"})
+    assert carried.status_code == 200, carried.text
+
+    done = pollbox("tallies", "--server", server.base_url, poll["id"])
+
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Poll {poll['id']}: open, {3 + len(counts)} votes"
+    assert lines[1] == f"Includes {len(counts)} votes before 2026-01-01 (Old site)."
+
+
 @pytest.fixture
 def make_other_owner(e2e_database_url):
     def make() -> str:
