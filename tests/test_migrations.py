@@ -28,6 +28,7 @@ class Adds:
     poll_columns: set[str] = field(default_factory=set)
     ballot_unique_indexes: set[str] = field(default_factory=set)
     claim_columns: set[str] = field(default_factory=set)
+    key_columns: set[str] = field(default_factory=set)
 
 
 MIGRATIONS = {
@@ -53,6 +54,10 @@ MIGRATIONS = {
         previous="0005",
         claim_columns={"expires_at"},
     ),
+    "0007": Adds(  # API keys with a name, a scope and a last-use time
+        previous="0006",
+        key_columns={"name", "scope", "last_used_at"},
+    ),
     "0008": Adds(  # a poll's baseline: the votes it had before it moved to Pollbox
         previous="0007",
         tables={"poll_baselines", "poll_baseline_options"},
@@ -60,29 +65,31 @@ MIGRATIONS = {
 }
 
 
-def schema(engine) -> tuple[set[str], set[str], set[str], set[str], set[str]]:
-    """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes
-    and the vote claims' columns."""
+def schema(engine) -> tuple[set[str], set[str], set[str], set[str], set[str], set[str]]:
+    """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes,
+    the vote claims' columns and the API keys' columns."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     poll_columns = {column["name"] for column in inspector.get_columns("polls")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
     claim_columns = {column["name"] for column in inspector.get_columns("vote_claims")}
-    return set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns
+    key_columns = {column["name"] for column in inspector.get_columns("api_keys")}
+    return (set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns,
+            key_columns)
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
             and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique
-            and adds.claim_columns <= claim_columns)
+            and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
                 or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique
-                or adds.claim_columns & claim_columns)
+                or adds.claim_columns & claim_columns or adds.key_columns & key_columns)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -145,7 +152,9 @@ def test_windowed_ballots_inside_their_window_get_their_claims(tmp_path, backend
                 claims = {identity: (ballot, until) for identity, ballot, until in
                           connection.execute(sa.text(
                               "SELECT identity, ballot_id, expires_at FROM vote_claims"))}
+                ballots = connection.execute(sa.text("SELECT count(*) FROM ballots")).scalar()
             db.engine.dispose()
+    assert ballots == 4  # no later migration loses a ballot
     until = now - timedelta(seconds=60) + timedelta(seconds=3600)
     assert {identity: ballot for identity, (ballot, _) in claims.items()} == {
         "cookie:c-Mid000000000001": "Mid000000000001",
@@ -153,3 +162,37 @@ def test_windowed_ballots_inside_their_window_get_their_claims(tmp_path, backend
         "ip:ip-a": "New000000000001",  # the address's latest ballot holds its window
     }
     assert str(claims["ip:ip-a"][1])[:19] == str(until)[:19]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_keys_made_before_scopes_are_their_owners_admin_keys(tmp_path, backend):
+    if backend == "sqlite":
+        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        database = migrated_postgres_schema(f"pollbox_migration_keys_{os.getpid()}")
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with database as url:
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
+        with app.app_context():
+            upgrade()
+            downgrade(revision="0006")
+            with db.engine.begin() as connection:
+                connection.execute(sa.text(
+                    "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
+                    {"now": now})
+                connection.execute(sa.text(
+                    "INSERT INTO api_keys (owner_id, key_hash, prefix, created_at) "
+                    "VALUES (1, :hash, 'pbk_abcdefgh', :now)"), {"hash": "a" * 64, "now": now})
+                connection.execute(sa.text(
+                    "INSERT INTO console_sessions (id, api_key_id, created_at, expires_at) "
+                    "SELECT :id, id, :now, :now FROM api_keys"), {"id": "s" * 64, "now": now})
+            upgrade()
+            with db.engine.connect() as connection:
+                found = connection.execute(sa.text(
+                    "SELECT name, scope, last_used_at FROM api_keys")).all()
+                sessions = connection.execute(sa.text(
+                    "SELECT count(*) FROM console_sessions")).scalar()
+            db.engine.dispose()
+    assert [tuple(row) for row in found] == [("default", "admin", None)]
+    # SQLite rebuilds api_keys to drop the defaults: its sessions are not cascaded away.
+    assert sessions == 1
