@@ -62,6 +62,10 @@ MIGRATIONS = {
         previous="0007",
         tables={"poll_baselines", "poll_baseline_options"},
     ),
+    "0009": Adds(  # a poll may show its options in an order of each visitor's own
+        previous="0008",
+        poll_columns={"shuffle_options"},
+    ),
 }
 
 

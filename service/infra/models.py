@@ -98,6 +98,8 @@ class Poll(Base):
     max_choices: Mapped[int]
     allow_other: Mapped[bool]
     allow_comment: Mapped[bool]
+    # The widget shows the options in an order of each visitor's own (widgets/order.py).
+    shuffle_options: Mapped[bool] = mapped_column(default=False, server_default=false())
     duplicate_check: Mapped[str] = mapped_column(String(16))
     vote_window_seconds: Mapped[int | None]
     results: Mapped[str] = mapped_column(String(16))

@@ -76,6 +76,7 @@ class PollSnapshot:
     max_choices: int
     allow_other: bool
     allow_comment: bool
+    shuffle_options: bool
     duplicate_check: str
     vote_window_seconds: int | None
     results: str
@@ -103,7 +104,8 @@ class PollSnapshot:
         return cls(
             id=poll.id, owner_id=poll.owner_id, question=poll.question, kind=poll.kind,
             max_choices=poll.max_choices, allow_other=poll.allow_other,
-            allow_comment=poll.allow_comment, duplicate_check=poll.duplicate_check,
+            allow_comment=poll.allow_comment, shuffle_options=poll.shuffle_options,
+            duplicate_check=poll.duplicate_check,
             vote_window_seconds=poll.vote_window_seconds, results=poll.results,
             results_min_votes=poll.results_min_votes, opens_at=poll.opens_at,
             closes_at=poll.closes_at, closed_at=poll.closed_at,

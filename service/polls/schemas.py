@@ -17,6 +17,10 @@ LABEL_MAX = 200
 VOTE_WINDOW_MIN, VOTE_WINDOW_MAX = 60, 31_536_000
 RESULTS_MIN_VOTES_MAX = 100_000
 RETENTION_DAYS_MIN, RETENTION_DAYS_MAX = 1, 3650
+SHUFFLE_DESCRIPTION = (
+    "true: the widget shows the options in an order of each visitor's own, the same on "
+    "every load (seeded by the poll and the visitor's network address), against order "
+    "bias; the API, exports, results and the owner's views keep the owner's order.")
 RETENTION_DESCRIPTION = (
     "Days after which what identifies a ballot (voter hashes, claims, comment, other "
     "text, context) is purged; counts, options and times stay. null keeps everything. "
@@ -62,6 +66,8 @@ class PollCreateSchema(Schema):
     )
     allow_other = StrictBoolean(load_default=False)
     allow_comment = StrictBoolean(load_default=False)
+    shuffle_options = StrictBoolean(load_default=False,
+                                    metadata={"description": SHUFFLE_DESCRIPTION})
     duplicate_check = fields.String(
         load_default="cookie_and_ip", validate=validate.OneOf(DUPLICATE_CHECKS)
     )
@@ -124,6 +130,7 @@ class PollUpdateSchema(Schema):
     max_choices = StrictInteger(validate=validate.Range(min=1))
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()
+    shuffle_options = StrictBoolean(metadata={"description": SHUFFLE_DESCRIPTION})
     duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
     vote_window_seconds = StrictInteger(
         allow_none=True, validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX)
@@ -177,6 +184,7 @@ class PollSchema(Schema):
     max_choices = fields.Integer()
     allow_other = fields.Boolean()
     allow_comment = fields.Boolean()
+    shuffle_options = fields.Boolean(metadata={"description": SHUFFLE_DESCRIPTION})
     results = fields.String()
     results_min_votes = fields.Integer()
     opens_at = UTCDateTime(allow_none=True)

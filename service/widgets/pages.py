@@ -38,6 +38,8 @@ class Page:
     error: str | None
     counts: tuple | None
     script_root: str
+    # The visitor's order of the options (`shuffle_options`, while the form shows).
+    order: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from service.voting.records import has_voted
 from service.voting.schemas import VoteSchema
 from service.web.urls import own_origin
 from service.web.voter import current_voter, vote_facts
-from service.widgets import display, i18n, pages, tokens
+from service.widgets import display, i18n, order, pages, tokens
 from service.widgets.blueprint import blp
 from service.widgets.texts import (
     MESSAGE_CODES,
@@ -68,6 +68,7 @@ def widget(poll_id: str):
         error=error if error in MESSAGE_CODES else None,
         counts=_counts_key(counts) if visible and not show_form else None,
         script_root=request.script_root,
+        order=order.option_order(poll, voter, secret=secret) if show_form else None,
     )
     cached = _pages().get(page) or _render_widget(poll, counts, page, shown, moment=moment)
     nonce = display.new_nonce()
@@ -141,7 +142,8 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
     }
     body = render_template(
         "widgets/widget.html",
-        poll=poll, lang=page.lang, direction=i18n.text_direction(page.lang), shown=shown,
+        poll=poll, options=order.ordered(poll.options, page.order),
+        lang=page.lang, direction=i18n.text_direction(page.lang), shown=shown,
         nonce=cache.nonce_mark, show_form=page.show_form, results=results,
         error=messages()[page.error] if page.error else None, notice=notice,
         can_view_results=page.show_form and visible,

@@ -95,14 +95,14 @@ def test_owner_signs_in_creates_the_seed_poll_embeds_votes_closes_and_downloads_
     # Creating the seed's poll through the form (first with a mistake to correct).
     page.get_by_role("link", name="New poll").click()
     page.get_by_label("Question").fill(SEED_POLL["question"])
-    page.get_by_label("Options").fill("Only one option")
+    page.get_by_label("Options", exact=True).fill("Only one option")
     page.get_by_role("button", name="Create poll").click()
     assert page.locator("#options").get_attribute("aria-invalid") == "true"
     assert "2 to 50 options" in page.locator("#options-error").inner_text()
     assert page.get_by_label("Question").input_value() == SEED_POLL["question"]
     assert axe_violations(page) == []
     shoot(page, "form-errors")
-    page.get_by_label("Options").fill("\n".join(SEED_POLL["options"]))
+    page.get_by_label("Options", exact=True).fill("\n".join(SEED_POLL["options"]))
     page.get_by_role("button", name="Create poll").click()
     page.wait_for_url(f"{service.base_url}/console/polls/*")
     poll_id = page.url.rsplit("/", 1)[1]
