@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from service import create_app
@@ -96,68 +98,68 @@ def has_none(engine, adds: Adds) -> bool:
                 or adds.claim_columns & claim_columns or adds.key_columns & key_columns)
 
 
+@contextmanager
+def migrated_app(tmp_path, backend: str, name: str) -> Iterator[Flask]:
+    """An app on a fresh database of `backend`, migrated to the head, in its context;
+    the engine disposed of afterwards."""
+    if backend == "sqlite":
+        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
+    else:
+        database = migrated_postgres_schema(f"pollbox_migration_{name}_{os.getpid()}")
+    with database as url:
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
+        with app.app_context():
+            upgrade()
+            yield app
+            db.engine.dispose()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("revision", list(MIGRATIONS))
 def test_migration_adds_and_removes_what_it_is_for(tmp_path, backend, revision):
     adds = MIGRATIONS[revision]
-    if backend == "sqlite":
-        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
-    else:
-        database = migrated_postgres_schema(f"pollbox_migration_{revision}_{os.getpid()}")
-    with database as url:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
-        with app.app_context():
-            upgrade()
-            assert has_all(db.engine, adds)
-            downgrade(revision=adds.previous)
-            assert has_none(db.engine, adds)
-            upgrade()
-            assert has_all(db.engine, adds)
-            db.engine.dispose()
+    with migrated_app(tmp_path, backend, revision):
+        assert has_all(db.engine, adds)
+        downgrade(revision=adds.previous)
+        assert has_none(db.engine, adds)
+        upgrade()
+        assert has_all(db.engine, adds)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_windowed_ballots_inside_their_window_get_their_claims(tmp_path, backend):
-    if backend == "sqlite":
-        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
-    else:
-        database = migrated_postgres_schema(f"pollbox_migration_claims_{os.getpid()}")
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    with database as url:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
-        with app.app_context():
-            upgrade()
-            downgrade(revision="0005")
-            with db.engine.begin() as connection:
+    with migrated_app(tmp_path, backend, "claims"):
+        downgrade(revision="0005")
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
+                {"now": now})
+            for poll_id, window in (("Windowed0001", 3600), ("OneVote00001", None)):
                 connection.execute(sa.text(
-                    "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
-                    {"now": now})
-                for poll_id, window in (("Windowed0001", 3600), ("OneVote00001", None)):
-                    connection.execute(sa.text(
-                        "INSERT INTO polls (id, owner_id, question, kind, max_choices, "
-                        "allow_other, allow_comment, duplicate_check, vote_window_seconds, "
-                        "results, results_min_votes, allowed_origins, locale, "
-                        "signing_secret, created_at, updated_at) VALUES (:id, 1, 'Q?', "
-                        "'single', 1, false, false, 'cookie_and_ip', :window, 'always', 0, "
-                        "'[]', 'en', 's', :now, :now)"), {"id": poll_id, "window": window,
-                                                          "now": now})
-                for ballot_id, poll_id, age, ip in (
-                        ("Old000000000001", "Windowed0001", 7200, "ip-old"),
-                        ("Mid000000000001", "Windowed0001", 1800, "ip-a"),
-                        ("New000000000001", "Windowed0001", 60, "ip-a"),
-                        ("Ever00000000001", "OneVote00001", 60, "ip-b")):
-                    connection.execute(sa.text(
-                        "INSERT INTO ballots (id, poll_id, created_at, cookie_hash, ip_hash, "
-                        "comment_hidden) VALUES (:id, :poll, :at, :cookie, :ip, false)"),
-                        {"id": ballot_id, "poll": poll_id, "cookie": f"c-{ballot_id}",
-                         "ip": ip, "at": now - timedelta(seconds=age)})
-            upgrade()
-            with db.engine.connect() as connection:
-                claims = {identity: (ballot, until) for identity, ballot, until in
-                          connection.execute(sa.text(
-                              "SELECT identity, ballot_id, expires_at FROM vote_claims"))}
-                ballots = connection.execute(sa.text("SELECT count(*) FROM ballots")).scalar()
-            db.engine.dispose()
+                    "INSERT INTO polls (id, owner_id, question, kind, max_choices, "
+                    "allow_other, allow_comment, duplicate_check, vote_window_seconds, "
+                    "results, results_min_votes, allowed_origins, locale, "
+                    "signing_secret, created_at, updated_at) VALUES (:id, 1, 'Q?', "
+                    "'single', 1, false, false, 'cookie_and_ip', :window, 'always', 0, "
+                    "'[]', 'en', 's', :now, :now)"), {"id": poll_id, "window": window,
+                                                      "now": now})
+            for ballot_id, poll_id, age, ip in (
+                    ("Old000000000001", "Windowed0001", 7200, "ip-old"),
+                    ("Mid000000000001", "Windowed0001", 1800, "ip-a"),
+                    ("New000000000001", "Windowed0001", 60, "ip-a"),
+                    ("Ever00000000001", "OneVote00001", 60, "ip-b")):
+                connection.execute(sa.text(
+                    "INSERT INTO ballots (id, poll_id, created_at, cookie_hash, ip_hash, "
+                    "comment_hidden) VALUES (:id, :poll, :at, :cookie, :ip, false)"),
+                    {"id": ballot_id, "poll": poll_id, "cookie": f"c-{ballot_id}",
+                     "ip": ip, "at": now - timedelta(seconds=age)})
+        upgrade()
+        with db.engine.connect() as connection:
+            claims = {identity: (ballot, until) for identity, ballot, until in
+                      connection.execute(sa.text(
+                          "SELECT identity, ballot_id, expires_at FROM vote_claims"))}
+            ballots = connection.execute(sa.text("SELECT count(*) FROM ballots")).scalar()
     assert ballots == 4  # no later migration loses a ballot
     until = now - timedelta(seconds=60) + timedelta(seconds=3600)
     assert {identity: ballot for identity, (ballot, _) in claims.items()} == {
@@ -170,33 +172,25 @@ def test_windowed_ballots_inside_their_window_get_their_claims(tmp_path, backend
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_keys_made_before_scopes_are_their_owners_admin_keys(tmp_path, backend):
-    if backend == "sqlite":
-        database = nullcontext(f"sqlite:///{tmp_path / 'migrated.db'}")
-    else:
-        database = migrated_postgres_schema(f"pollbox_migration_keys_{os.getpid()}")
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    with database as url:
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
-        with app.app_context():
-            upgrade()
-            downgrade(revision="0006")
-            with db.engine.begin() as connection:
-                connection.execute(sa.text(
-                    "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
-                    {"now": now})
-                connection.execute(sa.text(
-                    "INSERT INTO api_keys (owner_id, key_hash, prefix, created_at) "
-                    "VALUES (1, :hash, 'pbk_abcdefgh', :now)"), {"hash": "a" * 64, "now": now})
-                connection.execute(sa.text(
-                    "INSERT INTO console_sessions (id, api_key_id, created_at, expires_at) "
-                    "SELECT :id, id, :now, :now FROM api_keys"), {"id": "s" * 64, "now": now})
-            upgrade()
-            with db.engine.connect() as connection:
-                found = connection.execute(sa.text(
-                    "SELECT name, scope, last_used_at FROM api_keys")).all()
-                sessions = connection.execute(sa.text(
-                    "SELECT count(*) FROM console_sessions")).scalar()
-            db.engine.dispose()
+    with migrated_app(tmp_path, backend, "keys"):
+        downgrade(revision="0006")
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
+                {"now": now})
+            connection.execute(sa.text(
+                "INSERT INTO api_keys (owner_id, key_hash, prefix, created_at) "
+                "VALUES (1, :hash, 'pbk_abcdefgh', :now)"), {"hash": "a" * 64, "now": now})
+            connection.execute(sa.text(
+                "INSERT INTO console_sessions (id, api_key_id, created_at, expires_at) "
+                "SELECT :id, id, :now, :now FROM api_keys"), {"id": "s" * 64, "now": now})
+        upgrade()
+        with db.engine.connect() as connection:
+            found = connection.execute(sa.text(
+                "SELECT name, scope, last_used_at FROM api_keys")).all()
+            sessions = connection.execute(sa.text(
+                "SELECT count(*) FROM console_sessions")).scalar()
     assert [tuple(row) for row in found] == [("default", "admin", None)]
     # SQLite rebuilds api_keys to drop the defaults: its sessions are not cascaded away.
     assert sessions == 1

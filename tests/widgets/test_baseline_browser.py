@@ -4,28 +4,11 @@ through Playwright; the app served in this process on each stack)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pytest
-from werkzeug.serving import make_server
 
 from tests.e2e.browser import EXPECT_TIMEOUT_MS, browser  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def served(app) -> Iterator[str]:
-    """The app on a free loopback port, in a thread of this process."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def note_is(page, text: str | None) -> None:

@@ -7,11 +7,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
-from collections.abc import Iterator
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.console.console_client import ConsoleClient
 from tests.e2e.browser import EXPECT_TIMEOUT_MS, browser  # noqa: F401 (a fixture)
@@ -113,19 +110,6 @@ def test_the_console_sets_and_shows_shuffle_options(client, owner_key, auth):
     assert re.search(r'id="shuffle_options" name="shuffle_options"[^>]* checked', form)
     shown = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
     assert '<dd id="option-order">shuffled for each visitor</dd>' in shown
-
-
-@pytest.fixture
-def served(app) -> Iterator[str]:
-    """The app on a free loopback port, in a thread of this process."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 @pytest.mark.browser
