@@ -242,8 +242,10 @@ def test_an_installed_wheel_serves_from_an_empty_folder(tmp_path):
     try:
         printed = _read_until(server, "Serving on")
         assert f"Widget:       http://127.0.0.1:{port}/polls/" in printed
-        health = _wait_for(f"http://127.0.0.1:{port}/healthz")
-        assert health.status_code == 200
+        assert _wait_for(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ok", "database": "ok", "redis": "ok"}
         tallies_url = next(line.split()[-1] for line in printed.splitlines()
                            if line.startswith("Tallies:"))
         shown = httpx.get(tallies_url, timeout=5).json()
