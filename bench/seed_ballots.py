@@ -75,7 +75,7 @@ def make_poll(owner_name: str):
         key = owners.create_owner(session=session, name=owner_name)
     except owners.OwnerError:
         key = owners.rotate_key(session=session, name=owner_name)
-    owner = owners.owner_for_key(session=session, key=key)
+    owner = owners.active_key(session=session, key=key).owner
     data = {
         "question": "Are you currently taking or have you ever been prescribed "
                     "anti-depressants?",
