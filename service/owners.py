@@ -59,12 +59,14 @@ def hash_key(key: str) -> str:
 
 
 def _new_key(*, session: Session, owner: Owner, name: str = DEFAULT_KEY_NAME,
-             scope: str = "admin") -> str:
+             scope: str = "admin") -> tuple[ApiKey, str]:
+    """Add a key's record (not committed); return it and the key."""
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
     prefix = key[: len(KEY_PREFIX) + KEY_DISPLAY_CHARS]
-    session.add(ApiKey(owner=owner, key_hash=hash_key(key), prefix=prefix, name=name,
-                       scope=scope))
-    return key
+    record = ApiKey(owner=owner, key_hash=hash_key(key), prefix=prefix, name=name,
+                    scope=scope)
+    session.add(record)
+    return record, key
 
 
 def create_owner(*, session: Session, name: str) -> str:
@@ -76,7 +78,7 @@ def create_owner(*, session: Session, name: str) -> str:
         raise OwnerError(f"an owner named {name!r} already exists")
     owner = Owner(name=name)
     session.add(owner)
-    key = _new_key(session=session, owner=owner)
+    _, key = _new_key(session=session, owner=owner)
     session.commit()
     return key
 
@@ -111,7 +113,7 @@ def rotate_key(*, session: Session, name: str) -> str:
     owner = _owner_named(session=session, name=name)
     admin_keys = select(ApiKey.id).where(ApiKey.owner_id == owner.id, ApiKey.scope == "admin")
     _revoke(session=session, keys=admin_keys, moment=utcnow())
-    key = _new_key(session=session, owner=owner)
+    _, key = _new_key(session=session, owner=owner)
     session.commit()
     return key
 
@@ -127,10 +129,9 @@ def create_key(*, session: Session, owner: Owner, name: str, scope: str) -> tupl
     """Make the owner a key of `scope`; return its record and the key (shown once)."""
     if scope not in SCOPES:
         raise OwnerError(f"a key's scope is one of {', '.join(SCOPES)}")
-    key = _new_key(session=session, owner=owner, name=_checked_name(name), scope=scope)
+    record, key = _new_key(session=session, owner=owner, name=_checked_name(name),
+                           scope=scope)
     session.commit()
-    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    assert record is not None
     return record, key
 
 

@@ -13,11 +13,14 @@ from service.infra.models import ApiKey, Owner
 
 # Reading needs `read`; any other method changes something and needs `write`.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+KEY_USE_EXTENSION = "pollbox.key_use"
 
 
 def note_key_use(key: ApiKey) -> None:
     """Record that `key` was used now (the API or the console); cheap on every request."""
-    key_use = current_app.extensions.setdefault("pollbox.key_use", owners.KeyUse())
+    key_use = current_app.extensions.get(KEY_USE_EXTENSION)
+    if key_use is None:  # one per app and process, made on first use
+        key_use = current_app.extensions[KEY_USE_EXTENSION] = owners.KeyUse()
     key_use.note(engine=db.engine, key=key, moment=now())
 
 
