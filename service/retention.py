@@ -12,7 +12,8 @@ so a purge never lets anyone vote sooner than the window would.
 
 Run by `flask --app wsgi purge [POLL_ID]`, and every RETENTION_PURGE_INTERVAL_SECONDS by
 each gunicorn worker (deploy/gunicorn.conf.py). A purge is idempotent: workers that run
-it at the same time repeat nothing harmful.
+it at the same time repeat nothing harmful. A purge of every poll also deletes the
+proof-of-work solutions spent in the database (service/voting/challenge.py) once expired.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from service.infra import metrics, periodic
 from service.infra.db import db
-from service.infra.models import Ballot, Poll, VoteClaim
+from service.infra.models import Ballot, Poll, SpentChallenge, VoteClaim
 from service.infra.redis import RedisHandle, redis_handle
 from service.tallies import counts as tallies
 from service.voting.receipts import IDENTITY_COLUMNS
@@ -64,6 +65,10 @@ def purge(*, session: Session, redis: RedisHandle, now: datetime,
                                          before=before)
         report.deliveries += events.forget_vote_payloads(session=session, poll=poll,
                                                          before=before)
+        session.commit()
+    if poll_ids is None:
+        # Proof-of-work solutions spent while Redis was away, once they have expired.
+        session.execute(delete(SpentChallenge).where(SpentChallenge.expires_at <= now))
         session.commit()
     metrics.RETENTION_PURGED.inc(report.ballots)
     return report

@@ -25,7 +25,7 @@ def report(client, poll: dict, auth: dict) -> dict:
 
 
 def counts(accepted=0, withdrawn=0, cookie=0, ip=0, user=0, rate_limited=0,
-           origin_not_allowed=0, poll_closed=0, vote_pending=0,
+           origin_not_allowed=0, poll_closed=0, vote_pending=0, challenge_failed=0,
            released_dead_claims=0) -> dict:
     return {
         "accepted": accepted,
@@ -37,6 +37,7 @@ def counts(accepted=0, withdrawn=0, cookie=0, ip=0, user=0, rate_limited=0,
             "origin_not_allowed": origin_not_allowed,
             "poll_closed": poll_closed,
             "vote_pending": vote_pending,
+            "challenge_failed": challenge_failed,
         },
         "released_dead_claims": released_dead_claims,
     }

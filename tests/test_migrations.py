@@ -68,6 +68,11 @@ MIGRATIONS = {
         previous="0008",
         poll_columns={"shuffle_options"},
     ),
+    "0011": Adds(  # a poll may ask votes for a proof of work
+        previous="0009",
+        poll_columns={"challenge", "challenge_until"},
+        tables={"spent_challenges"},
+    ),
 }
 
 

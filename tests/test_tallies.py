@@ -23,7 +23,7 @@ UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 TOP_LEVEL_FIELDS = {
     "poll_id", "status", "total_votes", "options", "other_votes", "suppressed", "updated_at",
-    "baseline",
+    "baseline", "challenge",
 }
 OPTION_FIELDS = {"id", "label", "votes", "percent", "ci95"}
 

@@ -12,6 +12,7 @@ from service.api.base import Blueprint
 from service.api.common import is_poll_owner, require_results_visible
 from service.infra.clock import now
 from service.infra.db import db
+from service.infra.models import challenge_on
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies import counts as tallies
@@ -56,7 +57,8 @@ class Tallies(MethodView):
             # The answer is a function of the poll's version (its baseline included), its
             # status, the suppression and the counts: the ETag is too, so a 304 needs no
             # body.
-            etag = _etag_of(poll.version, status, suppressed, counts)
+            etag = _etag_of(f"{poll.version}|{challenge_on(poll, moment):d}", status,
+                            suppressed, counts)
         else:
             body = _body(poll, counts, moment, suppressed, context)
             etag = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]

@@ -9,11 +9,12 @@ from flask.views import MethodView
 from werkzeug.exceptions import HTTPException
 
 from service.api.base import Blueprint
-from service.voting import idempotency
+from service.infra.clock import now
+from service.voting import challenge, idempotency
 from service.voting.app import voting
 from service.voting.ballot import Ballot
 from service.voting.cast import Refused
-from service.voting.schemas import VoteResultSchema, VoteSchema
+from service.voting.schemas import ChallengeSchema, VoteResultSchema, VoteSchema
 from service.web import cors
 from service.web.voter import vote_facts
 
@@ -62,7 +63,9 @@ class Votes(MethodView):
         "description": "`true` when this is a retry answered with the first answer.",
         "schema": {"type": "string", "enum": ["true"]},
     }})
-    @blp.alt_response(403, description="`origin_not_allowed`")
+    @blp.alt_response(403, description=(
+        "`origin_not_allowed`, or `challenge_required`: the poll's proof of work is on and "
+        "the vote carries no solution, or a wrong, expired or used one"))
     @blp.alt_response(404, description="Unknown poll")
     @blp.alt_response(409, description=(
         "`duplicate_vote` (only when a ballot of this voter exists), `vote_pending` (an "
@@ -82,3 +85,21 @@ class Votes(MethodView):
         # Serialized directly: the answer is VoteResultSchema's shape already.
         return current_app.response_class(json.dumps(result.answer), status=201,
                                           headers=headers, mimetype="application/json")
+
+
+@blp.route("/<id:poll_id>/challenge")
+class Challenge(MethodView):
+    @blp.response(200, ChallengeSchema, headers={"Cache-Control": {
+        "description": "`no-store`: each vote solves a challenge of its own.",
+        "schema": {"type": "string"}}})
+    @blp.alt_response(404, description="Unknown poll")
+    def get(self, poll_id):
+        """A proof-of-work challenge for one vote in the poll (ALTCHA, protocol v1): single
+        use, valid for 10 minutes. Needed while the tallies say `"challenge": true`."""
+        poll = voting().polls.get(poll_id)
+        cors.allow(poll)
+        made = challenge.new_challenge(
+            secret=current_app.config["SECRET_KEY"], poll_id=poll.id, now=now(),
+            max_number=current_app.config["CHALLENGE_MAX_NUMBER"])
+        return current_app.response_class(json.dumps(made), mimetype="application/json",
+                                          headers={"Cache-Control": "no-store"})

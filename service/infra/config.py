@@ -9,6 +9,10 @@ from pathlib import Path
 
 DEFAULT_MAX_CONTENT_LENGTH = 64 * 1024
 DEFAULT_RATELIMIT_VOTES = "60 per minute"
+DEFAULT_CHALLENGE_MAX_NUMBER = 50_000
+DEFAULT_CHALLENGE_AUTO_MIN_REFUSALS = 30
+DEFAULT_CHALLENGE_AUTO_FACTOR = 10
+DEFAULT_CHALLENGE_AUTO_QUIET_SECONDS = 600
 DEFAULT_CONSOLE_SIGNIN_LIMIT = "10 per minute"
 SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
@@ -77,6 +81,16 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         # Development only: webhooks to http:// and to loopback/private/link-local addresses.
         "WEBHOOKS_ALLOW_PRIVATE": environ.get("WEBHOOKS_ALLOW_PRIVATE") in ("1", "true"),
         "WEBHOOK_RETRY_DELAYS": DEFAULT_WEBHOOK_RETRY_DELAYS,
+        # Bot protection (service/voting/challenge.py): the numbers a browser may have to
+        # try, and when an `auto` poll looks attacked.
+        "CHALLENGE_MAX_NUMBER": _int(environ, "CHALLENGE_MAX_NUMBER",
+                                     DEFAULT_CHALLENGE_MAX_NUMBER, minimum=1000),
+        "CHALLENGE_AUTO_MIN_REFUSALS": _int(environ, "CHALLENGE_AUTO_MIN_REFUSALS",
+                                            DEFAULT_CHALLENGE_AUTO_MIN_REFUSALS, minimum=1),
+        "CHALLENGE_AUTO_FACTOR": _int(environ, "CHALLENGE_AUTO_FACTOR",
+                                      DEFAULT_CHALLENGE_AUTO_FACTOR, minimum=1),
+        "CHALLENGE_AUTO_QUIET_SECONDS": _int(environ, "CHALLENGE_AUTO_QUIET_SECONDS",
+                                             DEFAULT_CHALLENGE_AUTO_QUIET_SECONDS, minimum=1),
         "WEBHOOK_ALLOWED_PORTS": _ports(
             environ, "WEBHOOK_ALLOWED_PORTS", DEFAULT_WEBHOOK_ALLOWED_PORTS
         ),

@@ -79,6 +79,12 @@ class OriginNotAllowed(ServiceError):
     detail = "This site is not allowed to submit votes to this poll."
 
 
+class ChallengeRequired(ServiceError):
+    status, code = 403, "challenge_required"
+    detail = ("This poll asks each vote to solve a proof of work first: vote from its "
+              "widget with JavaScript on, or send a fresh solution as `altcha`.")
+
+
 class ResultsHidden(ServiceError):
     status, code = 403, "results_hidden"
     detail = "The results of this poll are not shown yet."

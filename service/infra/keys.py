@@ -113,3 +113,21 @@ def lease(poll_id: str, token: str) -> str:
     """Set while the process `token` names is alive and working on votes in the poll:
     its claims not yet committed are in flight, not dead (service/infra/redis/lease.py)."""
     return f"{PREFIX}:{{{poll_id}}}:lease:{token}"
+
+
+def challenge_spent(poll_id: str, token: str) -> str:
+    """Set once a proof-of-work solution (its challenge, `token`) was used to vote; expires
+    with the challenge."""
+    return f"{PREFIX}:{{{poll_id}}}:challenge:spent:{token}"
+
+
+def challenge_spent_in_database(poll_id: str) -> str:
+    """Set while solutions of the poll spent during a Redis outage (in the database) may
+    still be unexpired: a solution Redis has not seen is then checked there too."""
+    return f"{PREFIX}:{{{poll_id}}}:challenge:spent-in-database"
+
+
+def challenge_watch(poll_id: str) -> str:
+    """A hash: the poll's suspicious refusals this minute, its baseline per minute, and
+    until when an `auto` challenge is on (service/voting/challenge.py)."""
+    return f"{PREFIX}:{{{poll_id}}}:challenge:watch"

@@ -57,6 +57,12 @@ DEAD_CLAIMS_RELEASED = Counter(
     "Duplicate-check claims of votes whose process died before their ballot was recorded, "
     "released so that the voter's retry is admitted.",
 )
+CHALLENGE_SWITCHES = Counter(
+    "pollbox_challenge_switches",
+    "`auto` polls' proof-of-work challenge switched `on` (the poll looks attacked) or "
+    "`off` (after its quiet period).",
+    ["to"],
+)
 RETENTION_PURGED = Counter(
     "pollbox_retention_purged_ballots",
     "Ballots whose identifying fields were purged after their poll's retention_days.",

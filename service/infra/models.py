@@ -101,6 +101,10 @@ class Poll(Base):
     # The widget shows the options in an order of each visitor's own (widgets/order.py).
     shuffle_options: Mapped[bool] = mapped_column(default=False, server_default=false())
     duplicate_check: Mapped[str] = mapped_column(String(16))
+    # `none`, `pow` (every vote solves a proof of work) or `auto` (only while the poll
+    # looks attacked: until `challenge_until`, service/voting/challenge.py).
+    challenge: Mapped[str] = mapped_column(String(4), default="none", server_default="none")
+    challenge_until: Mapped[datetime | None]
     vote_window_seconds: Mapped[int | None]
     results: Mapped[str] = mapped_column(String(16))
     results_min_votes: Mapped[int]
@@ -140,6 +144,15 @@ def poll_status(poll: Poll, now: datetime) -> str:
     if poll.opens_at is not None and poll.opens_at > now:
         return "scheduled"
     return "open"
+
+
+def challenge_on(poll: Poll, now: datetime) -> bool:
+    """Whether a vote in the poll (a Poll or a snapshot of one) must carry the solution of
+    a proof of work now: always (`pow`), or while an `auto` poll looks attacked."""
+    if poll.challenge == "pow":
+        return True
+    return (poll.challenge == "auto" and poll.challenge_until is not None
+            and poll.challenge_until > now)
 
 
 class Option(Base):
@@ -309,6 +322,18 @@ class WebhookAttempt(Base):
     response_status: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int]
+
+
+class SpentChallenge(Base):
+    """A proof-of-work solution spent while Redis could not be reached (Redis remembers
+    the others): a solution is used once either way. Purged once expired."""
+
+    __tablename__ = "spent_challenges"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    poll_id: Mapped[str] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"))
+    spender: Mapped[str] = mapped_column(String(32))  # the vote attempt that spent it
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class ConsoleSession(Base):

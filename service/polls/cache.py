@@ -77,6 +77,8 @@ class PollSnapshot:
     allow_other: bool
     allow_comment: bool
     shuffle_options: bool
+    challenge: str
+    challenge_until: datetime | None
     duplicate_check: str
     vote_window_seconds: int | None
     results: str
@@ -105,6 +107,7 @@ class PollSnapshot:
             id=poll.id, owner_id=poll.owner_id, question=poll.question, kind=poll.kind,
             max_choices=poll.max_choices, allow_other=poll.allow_other,
             allow_comment=poll.allow_comment, shuffle_options=poll.shuffle_options,
+            challenge=poll.challenge, challenge_until=poll.challenge_until,
             duplicate_check=poll.duplicate_check,
             vote_window_seconds=poll.vote_window_seconds, results=poll.results,
             results_min_votes=poll.results_min_votes, opens_at=poll.opens_at,

@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from service.infra.fields import Origin, StrictBoolean, StrictInteger, Trimmed, UTCDateTime
 
 KINDS = ("single", "multiple")
+CHALLENGES = ("none", "pow", "auto")
 DUPLICATE_CHECKS = ("none", "cookie", "ip", "cookie_and_ip", "user")
 RESULTS_RULES = ("always", "after_vote", "after_close", "owner_only")
 QUESTION_MAX = 500
@@ -21,6 +22,12 @@ SHUFFLE_DESCRIPTION = (
     "true: the widget shows the options in an order of each visitor's own, the same on "
     "every load (seeded by the poll and the visitor's network address), against order "
     "bias; the API, exports, results and the owner's views keep the owner's order.")
+CHALLENGE_DESCRIPTION = (
+    "Bot protection. `none`; `pow`: every vote carries the solution of a proof-of-work "
+    "challenge (GET /api/v1/polls/<id>/challenge; the widget solves it in the browser, "
+    "nothing leaves it); `auto`: only while the poll looks attacked (far more refused "
+    "duplicate or rate-limited attempts per minute than its own baseline), switched off "
+    "again after a quiet period. The tallies' `challenge` says whether it is on now.")
 RETENTION_DESCRIPTION = (
     "Days after which what identifies a ballot (voter hashes, claims, comment, other "
     "text, context) is purged; counts, options and times stay. null keeps everything. "
@@ -68,6 +75,8 @@ class PollCreateSchema(Schema):
     allow_comment = StrictBoolean(load_default=False)
     shuffle_options = StrictBoolean(load_default=False,
                                     metadata={"description": SHUFFLE_DESCRIPTION})
+    challenge = fields.String(load_default="none", validate=validate.OneOf(CHALLENGES),
+                              metadata={"description": CHALLENGE_DESCRIPTION})
     duplicate_check = fields.String(
         load_default="cookie_and_ip", validate=validate.OneOf(DUPLICATE_CHECKS)
     )
@@ -131,6 +140,8 @@ class PollUpdateSchema(Schema):
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()
     shuffle_options = StrictBoolean(metadata={"description": SHUFFLE_DESCRIPTION})
+    challenge = fields.String(validate=validate.OneOf(CHALLENGES),
+                              metadata={"description": CHALLENGE_DESCRIPTION})
     duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
     vote_window_seconds = StrictInteger(
         allow_none=True, validate=validate.Range(VOTE_WINDOW_MIN, VOTE_WINDOW_MAX)
@@ -185,6 +196,8 @@ class PollSchema(Schema):
     allow_other = fields.Boolean()
     allow_comment = fields.Boolean()
     shuffle_options = fields.Boolean(metadata={"description": SHUFFLE_DESCRIPTION})
+    challenge = fields.String(metadata={"enum": list(CHALLENGES),
+                                        "description": CHALLENGE_DESCRIPTION})
     results = fields.String()
     results_min_votes = fields.Integer()
     opens_at = UTCDateTime(allow_none=True)

@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 
 from service.infra.clock import iso
-from service.infra.models import Poll
+from service.infra.models import Poll, challenge_on
 from service.tallies import baseline as baselines
 from service.tallies.counts import Counts
 
@@ -64,6 +64,7 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
         "suppressed": suppressed,
         "updated_at": iso(updated),
         "baseline": None if baseline is None else baseline.summary(),
+        "challenge": challenge_on(poll, now),
     }
 
 

@@ -38,6 +38,10 @@ class TalliesSchema(Schema):
                   "when there is none, and always null with `context` (no ballot is "
                   "invented)."},
     )
+    challenge = fields.Boolean(metadata={
+        "description": "Whether a vote must carry a proof-of-work solution now (`altcha`, "
+                       "from GET .../challenge): always for `challenge: pow`, while the "
+                       "poll looks attacked for `auto`."})
 
 class TalliesQuerySchema(Schema):
     context = Text(validate=validate.Length(1, CONTEXT_MAX))

@@ -10,14 +10,18 @@ from service.infra.db import db
 from service.infra.redis import EXTENSION as REDIS_EXTENSION
 from service.infra.redis import RedisHandle
 from service.polls import cache as poll_cache
+from service.polls import challenge as poll_challenge
 from service.tallies import counts
 from service.tallies.counts import Counts
 from service.voting.cast import Voting
+from service.voting.challenge import AutoThresholds, SpentInDatabase
 from service.voting.ratelimits import MemoryLimits, parse_limits
 from service.voting.records import SqlBallots
 from service.voting.redis_store import RedisVoteScripts
 
 MEMORY_LIMITS_EXTENSION = "pollbox.vote_limits_in_memory"
+SPENT_IN_DATABASE_EXTENSION = "pollbox.challenges_spent_in_database"
+AUTO_THRESHOLDS_EXTENSION = "pollbox.challenge_auto_thresholds"
 
 
 class CachedPolls:
@@ -33,6 +37,10 @@ class CachedPolls:
     def get(self, poll_id: str):
         return poll_cache.get_poll_snapshot(session=self.session, redis=self.redis,
                                             poll_id=poll_id)
+
+    def switch_challenge(self, poll_id: str, *, until, expected) -> bool:
+        return poll_challenge.switch(engine=self.session.get_bind(), redis=self.redis,
+                                      poll_id=poll_id, until=until, expected=expected)
 
 
 class TallyReader:
@@ -55,10 +63,17 @@ def voting() -> Voting:
         ballots=SqlBallots(session), tallies=TallyReader(session, redis),
         secret=app.config["SECRET_KEY"], limits=parse_limits(app.config["RATELIMIT_VOTES"]),
         memory_limits=app.extensions[MEMORY_LIMITS_EXTENSION], clock=app.config["CLOCK"],
-        lease=redis.lease,
+        lease=redis.lease, auto=app.extensions[AUTO_THRESHOLDS_EXTENSION],
+        spent_in_database=app.extensions[SPENT_IN_DATABASE_EXTENSION],
     )
 
 
 def init_app(app: Flask) -> None:
-    """The vote limits this process counts while Redis is down."""
+    """The vote limits and the proof-of-work solutions this process counts while Redis
+    is down, and when an `auto` poll looks attacked, as configured."""
     app.extensions[MEMORY_LIMITS_EXTENSION] = MemoryLimits()
+    app.extensions[SPENT_IN_DATABASE_EXTENSION] = SpentInDatabase()
+    app.extensions[AUTO_THRESHOLDS_EXTENSION] = AutoThresholds(
+        least=app.config["CHALLENGE_AUTO_MIN_REFUSALS"],
+        factor=app.config["CHALLENGE_AUTO_FACTOR"],
+        quiet_seconds=app.config["CHALLENGE_AUTO_QUIET_SECONDS"])

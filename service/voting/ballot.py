@@ -50,6 +50,9 @@ class Ballot:
     comment: str | None = None
     context: str | None = None
     user: SignedUser | None = None
+    # The solution of the poll's proof-of-work challenge (service/voting/challenge.py):
+    # not part of the vote's meaning (canonical), a retry may carry a fresh one.
+    altcha: str | None = None
 
     @classmethod
     def from_fields(cls, fields: Mapping) -> Ballot:
@@ -57,7 +60,8 @@ class Ballot:
         user = fields.get("voter")
         return cls(choices=tuple(fields.get("choices") or ()), other=fields.get("other"),
                    comment=fields.get("comment"), context=fields.get("context"),
-                   user=SignedUser(user["id"], user["sig"]) if user else None)
+                   user=SignedUser(user["id"], user["sig"]) if user else None,
+                   altcha=fields.get("altcha"))
 
     def canonical(self) -> str:
         """One text per meaning: two bodies that mean the same vote give the same text."""

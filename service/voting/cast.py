@@ -25,12 +25,14 @@ a claim taken for dead belonged to a request that was only stalled.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from service.infra.clock import epoch_ms, iso
 from service.infra.errors import (
+    ChallengeRequired,
     DuplicateVote,
     IdempotencyKeyInUse,
     NotFound,
@@ -59,7 +61,7 @@ from service.infra.redis.scripts import (
 )
 from service.tallies.counts import Counts
 from service.tallies.results import is_suppressed, results_visible, tallies_view
-from service.voting import idempotency, integrity
+from service.voting import challenge, idempotency, integrity
 from service.voting.ballot import (
     CHECKED_IDENTITIES,
     DUPLICATE_DETAILS,
@@ -121,6 +123,9 @@ class _Attempt:
     poll: object | None = None
     limit_counted: bool = False
     outcome_counted: bool = False
+    # Spends the vote's proof of work: the same attempt may spend it again (a retry in
+    # the poll as it is now), no other.
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 @dataclass
@@ -136,6 +141,9 @@ class Voting:
     memory_limits: MemoryLimits
     clock: Callable[[], datetime]
     lease: ProcessLease
+    auto: challenge.AutoThresholds = field(default_factory=challenge.AutoThresholds)
+    spent_in_database: challenge.SpentInDatabase = field(
+        default_factory=challenge.SpentInDatabase)
 
     def cast(self, *, poll_id: str, ballot: Ballot, facts: VoteFacts) -> Accepted | Refused:
         """Cast one vote: its whole answer, or why it is refused."""
@@ -192,7 +200,29 @@ class Voting:
             if outcome is not None:
                 self.scripts.count_outcome(poll_id=attempt.poll_id, outcome=outcome,
                                            at=attempt.now)
+        if attempt.poll.challenge == "auto" and error.code in challenge.SUSPICIOUS:
+            self._watch(attempt)
         return Refused(error, attempt.poll)
+
+    def _watch(self, attempt: _Attempt) -> None:
+        """Count a suspicious refusal of an `auto` poll; switch its challenge on, or
+        keep it on, when the poll looks attacked."""
+        auto, poll = self.auto, attempt.poll
+        watched = self.scripts.watch_challenge(challenge.WatchCall(
+            poll_id=poll.id, now_ms=epoch_ms(attempt.now), least=auto.least,
+            factor=auto.factor, quiet_ms=auto.quiet_seconds * 1000,
+            smoothing=auto.smoothing, keep_seconds=challenge.WATCH_KEEP_SECONDS))
+        if watched is None or not watched.until_ms:
+            return
+        until = challenge.moment_of(watched.until_ms)
+        known = poll.challenge_until
+        # Written when switched on, and again when half the quiet period has passed:
+        # a few writes per attack, not one per refusal.
+        if known is not None and until - known <= timedelta(seconds=auto.quiet_seconds / 2):
+            return
+        if self.polls.switch_challenge(poll.id, until=until, expected=known) and (
+                known is None or known <= attempt.now):
+            challenge.switched_on(poll.id, watched, until=until)
 
     def _count_limit(self, attempt: _Attempt) -> None:
         """Count an attempt refused before admit.lua counted it against the rate limits:
@@ -245,11 +275,29 @@ class _Casting:
                                            "scheduled" else "This poll is closed."))
         try:
             validate(poll, self.ballot)
-        except ValidationFailed as error:
+            self._check_challenge()
+        except (ValidationFailed, ChallengeRequired) as error:
             return self._refuse(error)
         self._identify()
         with self.voting.lease.voting_in(poll.id):
             return self._admit() or self._record() or self._count()
+
+    def _check_challenge(self) -> None:
+        """A poll that asks for a proof of work: the vote's solution, valid and spent by
+        this attempt, or ChallengeRequired."""
+        voting, poll, now = self.voting, self.poll, self.attempt.now
+        if not challenge.challenge_on(poll, now):
+            # Quiet again: of the processes that notice, one switches it off and says so.
+            if poll.challenge == "auto" and poll.challenge_until is not None and \
+                    voting.polls.switch_challenge(poll.id, until=None,
+                                                  expected=poll.challenge_until):
+                challenge.switched_off(poll.id, since=poll.challenge_until)
+            return
+        solution = challenge.solution_of(secret=voting.secret, poll_id=poll.id,
+                                         payload=self.ballot.altcha, now=now)
+        challenge.spend(solution, poll_id=poll.id, spender=self.attempt.token, now=now,
+                        scripts=voting.scripts, ballots=voting.ballots,
+                        spent_in_database=voting.spent_in_database)
 
     def _identify(self) -> None:
         voting, poll = self.voting, self.poll
@@ -422,7 +470,8 @@ class _Casting:
             call.keep_answer(entry=self.held.entry, token=self.held.token,
                              answer=idempotency.kept_answer(
                                  poll=poll, status=poll.status_at(now), ballot_id=self.ballot_id,
-                                 created_at=created_at, shown=shown),
+                                 created_at=created_at, shown=shown,
+                                 challenge=challenge.challenge_on(poll, now)),
                              keep_ms=idempotency.ANSWER_SECONDS * 1000, with_tally=shown)
         counted = self.voting.scripts.count(call, owner_id=poll.owner_id)
         self.attempt.outcome_counted = True

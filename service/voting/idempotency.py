@@ -84,7 +84,8 @@ def mismatch() -> ValidationFailed:
     return ValidationFailed({HEADER: ["This key was already used with a different request body."]})
 
 
-def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bool) -> str:
+def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bool,
+                challenge: bool = False) -> str:
     """The answer count.lua keeps for the key's retries, inside the vote's count. One
     showing tallies is kept as the poll answered it (status, options, ...) and, stored by
     the script, the tally read after the count: replayed, it is the same."""
@@ -96,6 +97,7 @@ def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bo
             "options": [[option.id, option.label] for option in poll.options],
             "min_votes": poll.results_min_votes,
             "baseline": _kept_baseline(baselines.of_poll(poll)),
+            "challenge": challenge,
         }
     else:
         stored["tallies"] = None
@@ -140,6 +142,9 @@ class _PollShown:
     status: str
     results_min_votes: int
     baseline: Baseline | None
+    # Whether the proof of work was on, as the tallies said: `pow` stands for "on".
+    challenge: str = "none"
+    challenge_until: None = None
 
     def status_at(self, _now) -> str:
         return self.status
@@ -160,6 +165,7 @@ def stored_answer(entry: dict[bytes, bytes]) -> dict:
             results_min_votes=shown["min_votes"],
             # Kept by answers since baselines exist; older answers had none.
             baseline=_shown_baseline(shown.get("baseline")),
+            challenge="pow" if shown.get("challenge") else "none",
         )
         answer["tallies"] = tallies_view(
             poll, counts, now=None, suppressed=is_suppressed(poll, counts, is_owner=False))

@@ -25,7 +25,9 @@ RELEASED_DEAD_CLAIMS = "released_dead_claims"
 DUPLICATE_KINDS = ("cookie", "ip", "user")
 # Refusals counted, by their problem code; duplicate votes also by the identity seen.
 REFUSALS = ("duplicate_vote", "rate_limited", "origin_not_allowed", "poll_closed",
-            "vote_pending")
+            "vote_pending", "challenge_failed")
+# Refusals counted under another name than their problem code.
+COUNTED_AS = {"challenge_required": "challenge_failed"}
 
 
 def hour_of(moment: datetime) -> str:
@@ -46,7 +48,8 @@ def outcome_of(error: ServiceError) -> str | None:
     """The counted outcome of a refused vote, None for refusals not counted (422, 404)."""
     if isinstance(error, DuplicateVote):
         return f"duplicate_vote:{error.identity}" if error.identity else "duplicate_vote"
-    return error.code if error.code in REFUSALS else None
+    code = COUNTED_AS.get(error.code, error.code)
+    return code if code in REFUSALS else None
 
 
 def _counts(raw: dict[bytes, bytes]) -> dict:

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from service.infra.redis.scripts import Admission, AdmitCall, CountCall, Counted, KeyHold, KeyState
+from service.infra.redis.scripts import (
+    Admission,
+    AdmitCall,
+    CountCall,
+    Counted,
+    KeyHold,
+    KeyState,
+    WatchCall,
+    Watched,
+)
 from service.tallies.counts import Counts
 
 
@@ -19,6 +28,11 @@ class PollSource(Protocol):
 
     def get(self, poll_id: str):
         """The poll as committed now; NotFound when there is none."""
+
+    def switch_challenge(self, poll_id: str, *, until: datetime | None,
+                         expected: datetime | None) -> bool:
+        """Set the poll's `challenge_until` if it still is `expected`, committed and told
+        to every process: whether this call changed it."""
 
 
 class VoteScripts(Protocol):
@@ -49,6 +63,14 @@ class VoteScripts(Protocol):
     def count_outcome(self, *, poll_id: str, outcome: str, at: datetime) -> None:
         """Count an attempt's outcome in the poll's integrity numbers."""
 
+    def spend_challenge(self, *, poll_id: str, token: str, spender: str, keep_ms: int,
+                        mark_ms: int) -> tuple[bool, bool] | None:
+        """Spend a proof-of-work solution: (this attempt's, ask the database too), or
+        None when Redis cannot say."""
+
+    def watch_challenge(self, call: WatchCall) -> Watched | None:
+        """Count a suspicious refusal of an `auto` poll; None when Redis cannot say."""
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -76,6 +98,10 @@ class BallotStore(Protocol):
                      at: datetime) -> str | None: ...
 
     def exists(self, ballot_id: str) -> bool: ...
+
+    def spend_challenge(self, *, poll_id: str, token: str, spender: str,
+                        expires_at: datetime) -> bool:
+        """Spend a proof-of-work solution in the database: whether it is this spender's."""
 
 
 class TallySource(Protocol):

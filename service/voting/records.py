@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
 from service.infra.identity import Voter, keyed_hash
-from service.infra.models import Ballot, BallotChoice, UTCDateTime, VoteClaim
+from service.infra.models import Ballot, BallotChoice, SpentChallenge, UTCDateTime, VoteClaim
 from service.voting.ballot import CHECKED_IDENTITIES
 from service.voting.ports import AlreadyRecorded, Recorded
 
@@ -121,6 +121,23 @@ class SqlBallots:
             ).limit(1)
         )
         return held.split(":", 1)[0] if held else None
+
+    def spend_challenge(self, *, poll_id: str, token: str, spender: str,
+                        expires_at: datetime) -> bool:
+        """Spend a proof-of-work solution in the database (Redis cannot say), committed on
+        a connection of its own: whether it is this attempt's (False: used already)."""
+        engine = self.session.get_bind()
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(SpentChallenge.__table__), {
+                    "token": token, "poll_id": poll_id, "spender": spender,
+                    "expires_at": expires_at})
+        except IntegrityError:
+            with engine.connect() as connection:
+                held = connection.scalar(select(SpentChallenge.spender)
+                                         .where(SpentChallenge.token == token))
+            return held == spender
+        return True
 
     def exists(self, ballot_id: str) -> bool:
         """Whether the ballot is committed (read afresh: the session may hold it already)."""

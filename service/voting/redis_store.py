@@ -17,6 +17,8 @@ from service.infra.redis.scripts import (
     Counted,
     KeyHold,
     KeyState,
+    WatchCall,
+    Watched,
 )
 from service.voting import integrity
 
@@ -115,6 +117,21 @@ class RedisVoteScripts:
 
     def count_outcome(self, *, poll_id: str, outcome: str, at: datetime) -> None:
         integrity.record(redis=self.redis, poll_id=poll_id, outcome=outcome, at=at)
+
+    def spend_challenge(self, *, poll_id: str, token: str, spender: str, keep_ms: int,
+                        mark_ms: int) -> tuple[bool, bool] | None:
+        # The database keeps a solution to one use while Redis is away (records.py).
+        with self.redis.fallback("spending a proof of work"):
+            return self.redis.scripts.spend_challenge(poll_id=poll_id, token=token,
+                                                      spender=spender, keep_ms=keep_ms,
+                                                      mark_ms=mark_ms)
+        return None
+
+    def watch_challenge(self, call: WatchCall) -> Watched | None:
+        # Without Redis nothing is watched: an `auto` poll stays as it is.
+        with self.redis.fallback("watching a poll for attacks"):
+            return self.redis.scripts.watch_challenge(call)
+        return None
 
 
 def _warn_if_piling_up(noted: int) -> None:

@@ -11,6 +11,7 @@ from service.tallies.schemas import CONTEXT_MAX, TalliesSchema
 OTHER_MAX = 200
 COMMENT_MAX = 2000
 USER_ID_MAX = 255
+ALTCHA_MAX = 2000
 
 
 class SignedVoterSchema(Schema):
@@ -40,6 +41,24 @@ class VoteSchema(Schema):
         load_default=None,
         metadata={"description": "For `duplicate_check: user`: the site's signed user id."},
     )
+    altcha = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(1, ALTCHA_MAX),
+        metadata={"description": "On a poll whose `challenge` is on: the solution of a "
+                  "challenge from GET /api/v1/polls/<id>/challenge, as ALTCHA's base64 "
+                  "payload. Each solution is used once and lives 10 minutes."},
+    )
+
+class ChallengeSchema(Schema):
+    """An ALTCHA challenge (protocol v1) for one vote: find `number` in 0..maxnumber whose
+    SHA-256 of `salt` followed by the number's decimal digits is `challenge`; vote with
+    base64(JSON {algorithm, challenge, number, salt, signature}) as `altcha`."""
+
+    algorithm = fields.String(metadata={"example": "SHA-256"})
+    challenge = fields.String(metadata={"description": "The SHA-256 to find, in hex."})
+    salt = fields.String(metadata={"description": "Bound to the poll and the expiry."})
+    signature = fields.String(metadata={"description": "The service's HMAC of `challenge`."})
+    maxnumber = fields.Integer(metadata={"description": "The largest number to try."})
+
 
 class VoteReceiptSchema(Schema):
     id = fields.String()
@@ -82,6 +101,10 @@ class RejectedCountsSchema(Schema):
     vote_pending = fields.Integer(metadata={
         "description": "Attempts answered `409 vote_pending`: an earlier attempt by the same "
                        "voter was still in flight."})
+    challenge_failed = fields.Integer(metadata={
+        "description": "Votes refused `403 challenge_required`: the poll's proof of work "
+                       "was on and the vote carried no solution, or a wrong, expired or "
+                       "used one."})
 
 class IntegrityCountsSchema(Schema):
     accepted = fields.Integer(metadata={"description": "Votes accepted (201, replays excluded)."})

@@ -40,6 +40,8 @@ class Page:
     script_root: str
     # The visitor's order of the options (`shuffle_options`, while the form shows).
     order: tuple[int, ...] | None = None
+    # The poll asks for a proof of work now (the form says it needs JavaScript).
+    challenge: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ DATE_FORMAT = "medium"
 MESSAGE_CODES = frozenset((
     "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
     "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
-    "vote_pending",
+    "vote_pending", "challenge_required",
 ))
 
 
@@ -43,7 +43,16 @@ def messages() -> dict[str, str]:
         # An earlier attempt's fate is not known yet (409 vote_pending): the script
         # retries by itself; the form without JavaScript asks the visitor to.
         "vote_pending": gettext("Your vote is being recorded. Please try again in a moment."),
+        "challenge_required": needs_script(),
     }
+
+
+def needs_script() -> str:
+    """What the form says where the poll asks for a proof of work and the browser runs
+    no script: plainly, rather than failing silently."""
+    return gettext("This poll needs JavaScript to vote: your browser solves a small puzzle "
+                   "that keeps automated votes out. Please turn JavaScript on and try "
+                   "again.")
 
 
 def script_texts() -> dict:

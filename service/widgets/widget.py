@@ -13,6 +13,7 @@ from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ValidationFailed
 from service.infra.identity import Voter, keyed_hash
+from service.infra.models import challenge_on
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies.counts import Counts
@@ -31,6 +32,7 @@ from service.widgets.texts import (
     apply_locale,
     later_message,
     messages,
+    needs_script,
     script_texts,
     shown_results,
     widget_url,
@@ -69,6 +71,7 @@ def widget(poll_id: str):
         counts=_counts_key(counts) if visible and not show_form else None,
         script_root=request.script_root,
         order=order.option_order(poll, voter, secret=secret) if show_form else None,
+        challenge=show_form and challenge_on(poll, moment),
     )
     cached = _pages().get(page) or _render_widget(poll, counts, page, shown, moment=moment)
     nonce = display.new_nonce()
@@ -139,6 +142,11 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         "maxChoices": poll.max_choices,
         "allowOther": poll.allow_other,
         "texts": script_texts(),
+        # The proof of work: solved ahead while it is on, and whenever a vote is told
+        # `challenge_required` (an `auto` poll switched on since the page was made).
+        "challenge": page.challenge,
+        "challengeUrl": url_for("votes.Challenge", poll_id=poll.id),
+        "powWorkerUrl": url_for("widgets.static", filename="altcha/sha.js"),
     }
     body = render_template(
         "widgets/widget.html",
@@ -151,7 +159,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         vote_again_url=widget_url(poll.id, query) if page.asked_results else None,
         action=widget_url(poll.id, query),
         csrf_token=cache.token_mark,
-        config=config,
+        config=config, challenge=page.challenge, needs_script=needs_script(),
     )
     return cache.put(page, body, display.widget_policy(poll, cache.nonce_mark))
 
@@ -171,6 +179,7 @@ def _form_ballot(poll, shown: display.Display) -> Ballot:
         return Ballot.from_fields(VOTE_SCHEMA.load({
             "choices": choices, "other": other if poll.allow_other else None,
             "comment": comment if poll.allow_comment else None, "context": shown.context,
+            "altcha": request.form.get("altcha") or None,
         }))
     except (ValueError, ValidationError):
         raise ValidationFailed({"_form": ["Invalid vote."]}, detail="invalid") from None

@@ -15,7 +15,7 @@ from importlib import resources
 from service.infra import keys
 
 NAMES = ("admit", "release", "count", "rebuild", "idempotency", "poll_and_tally",
-         "webhook_take_batch")
+         "webhook_take_batch", "spend_challenge", "watch_challenge")
 # How long a count waits in a tally's pending list for a rebuild to take it in. Only
 # entries pushed after a rebuild took its lock matter, so a short list is kept.
 PENDING_COUNT_SECONDS = 600
@@ -289,6 +289,30 @@ class Counted:
     kept: bool  # the Idempotency-Key's answer was kept
 
 
+@dataclass(frozen=True)
+class WatchCall:
+    """watch_challenge.lua's call: one suspicious refusal of an `auto` poll, and the
+    thresholds that decide whether it looks attacked."""
+
+    poll_id: str
+    now_ms: int
+    least: int  # refusals in one minute that always switch it on
+    factor: float  # times the poll's baseline per minute that switch it on
+    quiet_ms: int  # on until this long after the last minute over the line
+    smoothing: float  # the baseline's moving-average weight of each quiet minute
+    keep_seconds: int  # how long the watch outlives the poll's last refusal
+
+
+@dataclass(frozen=True)
+class Watched:
+    """watch_challenge.lua's answer."""
+
+    until_ms: int  # the challenge is on until then (0: off)
+    switched_on: bool  # this refusal switched it on
+    count: int  # suspicious refusals this minute
+    line: float  # what this minute had to reach
+
+
 class Scripts:
     """The scripts registered on one client, and one method per call."""
 
@@ -344,6 +368,26 @@ class Scripts:
         version, flat = self._run["poll_and_tally"](
             keys=[keys.poll_version(poll_id), keys.tally(poll_id, context)])
         return version, flat
+
+    def spend_challenge(self, *, poll_id: str, token: str, spender: str, keep_ms: int,
+                        mark_ms: int = 0) -> tuple[bool, bool]:
+        """Spend a proof-of-work solution for one vote attempt: whether it is this
+        attempt's (False: used already), and whether the database must be asked too."""
+        spent, ask_database = self._run["spend_challenge"](
+            keys=[keys.challenge_spent(poll_id, token),
+                  keys.challenge_spent_in_database(poll_id)],
+            args=[spender, keep_ms, mark_ms])
+        return bool(spent), bool(ask_database)
+
+    def watch_challenge(self, call: WatchCall) -> Watched:
+        """Count a suspicious refusal of an `auto` poll; switch its challenge on when the
+        minute's count crosses its line."""
+        until, switched, count, line = self._run["watch_challenge"](
+            keys=[keys.challenge_watch(call.poll_id)],
+            args=[call.now_ms, call.now_ms // 60_000, call.least, call.factor,
+                  call.quiet_ms, call.smoothing, call.keep_seconds])
+        return Watched(until_ms=int(until), switched_on=bool(switched), count=int(count),
+                       line=float(line))
 
     def take_webhook_batch(self, member: str) -> list[str]:
         """Take one `vote.created` batch whole, once: its ballot ids."""

@@ -201,6 +201,24 @@
     send(body, 0);
   });
 
+  /* The poll's proof of work, when it asks for one: solved ahead while the visitor reads,
+     a fresh solution for each attempt (each is used once). */
+  var needsWork = Boolean(config.challenge && window.PollboxPow);
+  var solving = null;
+  function solveAhead() {
+    if (!solving && window.PollboxPow) {
+      solving = window.PollboxPow.solve(config.challengeUrl, config.powWorkerUrl);
+    }
+    return solving;
+  }
+  function takeSolution() {
+    var taken = solveAhead();
+    solving = null;
+    return taken;
+  }
+  if (needsWork) { solveAhead(); }
+  var CHALLENGE_RETRIES_MAX = 2;
+
   /* Answers that mean "not yet", not "no": an earlier attempt with this key or by this
      voter is still in flight. Sent again with the same key after Retry-After, a few
      times, so the vote counts once whichever attempt wins. */
@@ -214,7 +232,15 @@
     return Math.min(seconds, RETRY_AFTER_MAX_SECONDS) * 1000;
   }
 
-  function send(body, retries) {
+  function send(body, retries, challenged) {
+    if (!needsWork) { post(body, retries, challenged || 0); return; }
+    takeSolution().then(function (solution) {
+      body.altcha = solution;
+      post(body, retries, challenged || 0);
+    }, function () { failed("network"); });
+  }
+
+  function post(body, retries, challenged) {
     fetch(config.voteUrl, {
       method: "POST",
       credentials: "same-origin",
@@ -236,20 +262,29 @@
           return;
         }
         if (response.status === 409 && RETRY_CODES[data.code] && retries < RETRIES_MAX) {
-          window.setTimeout(function () { send(body, retries + 1); }, retryDelayMs(response));
+          window.setTimeout(function () { send(body, retries + 1, challenged); },
+                            retryDelayMs(response));
+          return;
+        }
+        /* The poll asks for a proof of work now (switched on since this page was made),
+           or the solution was refused: solve a fresh one and send again, same key. */
+        if (data.code === "challenge_required" && window.PollboxPow &&
+            challenged < CHALLENGE_RETRIES_MAX) {
+          needsWork = true;
+          send(body, retries, challenged + 1);
           return;
         }
         if (!RETRY_CODES[data.code]) { idempotencyKey = null; }  /* pending: same key again */
-        statusBox.textContent = "";
-        submit.disabled = false;
         var code = data.code;
         if (code === "validation_error") { code = "invalid"; }
-        showError(code);
+        failed(code);
       });
-    }).catch(function () {
-      statusBox.textContent = "";
-      submit.disabled = false;
-      showError("network");
-    });
+    }).catch(function () { failed("network"); });
+  }
+
+  function failed(code) {
+    statusBox.textContent = "";
+    submit.disabled = false;
+    showError(code);
   }
 })();
