@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 import altcha
@@ -347,3 +348,31 @@ def test_a_poll_without_auto_is_never_switched_by_the_watch(make_app, make_poll,
     assert client.get(f"/api/v1/polls/{poll['id']}/tallies").get_json()["challenge"] is False
     with client.application.app_context():
         assert db.session.get(Poll, poll["id"]).challenge_until is None
+
+
+# -- the console -----------------------------------------------------------------------
+
+
+def test_the_console_sets_the_challenge_and_shows_when_auto_is_on(client, owner_key, clock):
+    from tests.console.console_client import ConsoleClient
+
+    clock.frozen = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    console = ConsoleClient(client, owner_key)
+    created = console.post("/console/polls/new", {
+        "question": "Bots?", "options": "Yes\nNo", "kind": "single",
+        "duplicate_check": "cookie", "challenge": "auto", "results": "always",
+        "results_min_votes": "0"})
+    assert created.status_code == 302, created.get_data(as_text=True)
+    poll_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    assert client.get(f"/api/v1/polls/{poll_id}").get_json()["challenge"] == "auto"
+    form = console.get(f"/console/polls/{poll_id}/edit").get_data(as_text=True)
+    assert '<option value="auto" selected>' in form
+    shown = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert re.search(r'id="challenge-state">Automatic[^<]*: off</dd>', shown)
+
+    with client.application.app_context():
+        db.session.get(Poll, poll_id).challenge_until = datetime(2026, 12, 3, 12, 10,
+                                                                 tzinfo=UTC)
+        db.session.commit()
+    shown = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert "<strong>on</strong>, the poll looks attacked (until 2026-12-03 12:10 UTC" in shown

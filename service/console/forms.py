@@ -18,7 +18,7 @@ from service.polls.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
 
 INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "retention_days", "results_min_votes")
 BOOLEAN_FIELDS = ("allow_other", "allow_comment", "shuffle_options")
-CHOICE_FIELDS = ("kind", "duplicate_check", "results")
+CHOICE_FIELDS = ("kind", "duplicate_check", "challenge", "results")
 TIME_FIELDS = ("opens_at", "closes_at")
 # What an empty input means: None = send null (clears it); absent = the API's default.
 EMPTY_IS_NULL = ("vote_window_seconds", "retention_days", "opens_at", "closes_at")
@@ -141,6 +141,7 @@ def values_of(poll: Poll) -> dict:
         "kind": poll.kind,
         "max_choices": str(poll.max_choices),
         "duplicate_check": poll.duplicate_check,
+        "challenge": poll.challenge,
         "vote_window_seconds": "" if poll.vote_window_seconds is None
         else str(poll.vote_window_seconds),
         "retention_days": "" if poll.retention_days is None else str(poll.retention_days),

@@ -32,12 +32,17 @@ from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySche
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import NotFound, PollHasVotes, ValidationFailed, flatten_messages
-from service.infra.models import Poll
+from service.infra.models import Poll, challenge_on
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.polls import embed
 from service.polls import manage as polls
-from service.polls.schemas import DUPLICATE_CHECKS, PollCreateSchema, PollUpdateSchema
+from service.polls.schemas import (
+    CHALLENGES,
+    DUPLICATE_CHECKS,
+    PollCreateSchema,
+    PollUpdateSchema,
+)
 from service.tallies import baseline as baselines
 from service.tallies import counts as tallies
 from service.tallies import results, stream
@@ -58,7 +63,13 @@ RESULTS_LABELS = {
     "after_close": "After the poll closes",
     "owner_only": "Only to you",
 }
+CHALLENGE_LABELS = {
+    "none": "None",
+    "pow": "Always: every vote solves a proof of work",
+    "auto": "Automatic: only while the poll looks attacked",
+}
 assert set(DUPLICATE_CHECK_LABELS) == set(DUPLICATE_CHECKS)
+assert set(CHALLENGE_LABELS) == set(CHALLENGES)
 
 
 def _owned(poll_id: str) -> Poll:
@@ -71,7 +82,7 @@ def _counts(poll: Poll) -> tallies.Counts:
 
 def _form_context(**extra) -> dict:
     return dict(duplicate_check_labels=DUPLICATE_CHECK_LABELS, results_labels=RESULTS_LABELS,
-                locales=embed.LOCALES, **extra)
+                challenge_labels=CHALLENGE_LABELS, locales=embed.LOCALES, **extra)
 
 
 # --- list -------------------------------------------------------------------------------
@@ -155,14 +166,16 @@ def results_of(poll: Poll) -> dict:
 @bp.get("/polls/<id:poll_id>")
 @owner_required
 def poll_show(poll_id: str):
-    poll = _owned(poll_id)
+    poll, moment = _owned(poll_id), now()
     theme = request.args.get("theme", "auto")
     if theme not in embed.THEMES:
         theme = "auto"
     return render_template(
         "console/polls/show.html",
         poll=poll,
-        status=poll.status_at(now()),
+        status=poll.status_at(moment),
+        challenge_on=challenge_on(poll, moment),
+        challenge_labels=CHALLENGE_LABELS,
         results=results_of(poll),
         embed=embed.snippets(poll, base_url()),
         theme=theme,
