@@ -13,14 +13,12 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from service.infra import kinds
 from service.infra.errors import NotFound, ValidationFailed
 from service.infra.models import Poll, PollBaseline, PollBaselineOption
 from service.infra.redis import RedisHandle
 from service.tallies import counts as tallies
 
-# Kinds whose ballots each hold exactly one option: their baseline's option counts add
-# up to its total (API.md, "Carrying an existing poll over").
-EXACT_SUM_KINDS = frozenset({"single", "rating", "nps"})
 CHANGE_REASON = "baseline"
 
 
@@ -90,7 +88,7 @@ def baseline_errors(poll: Poll, *, total: int, votes: dict[int, int], as_of: dat
             f"total_votes ({total})." for option_id, n in sorted(votes.items()) if n > total]
     if over:
         errors["options"] = over
-    elif poll.kind in EXACT_SUM_KINDS and sum(votes.values()) != total:
+    elif kinds.of(poll.kind).one_choice and sum(votes.values()) != total:
         errors["options"] = [
             f"The options add up to {sum(votes.values())}, not to total_votes ({total}): "
             f"each ballot of a {poll.kind} poll is for exactly one option."]

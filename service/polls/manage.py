@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from service.infra import keys
+from service.infra import keys, kinds
 from service.infra.errors import Forbidden, NotFound, PollHasVotes, ValidationFailed
 from service.infra.models import Ballot, BallotChoice, Option, Owner, Poll
 from service.infra.redis import RedisHandle
@@ -73,7 +73,7 @@ def create_poll(*, session: Session, redis: RedisHandle, owner: Owner, data: dic
     if retention:
         raise ValidationFailed(retention)
     if fields["max_choices"] is None:
-        fields["max_choices"] = len(data["options"]) if data["kind"] == "multiple" else 1
+        fields["max_choices"] = 1 if kinds.of(data["kind"]).one_choice else len(data["options"])
     poll = Poll(
         id=new_poll_id(),
         owner_id=owner.id,
@@ -166,7 +166,7 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     for name in SETTABLE_FIELDS:
         if name in data and name != "options":
             setattr(poll, name, data[name])
-    if "kind" in data and poll.kind == "single" and "max_choices" not in data:
+    if "kind" in data and kinds.of(poll.kind).one_choice and "max_choices" not in data:
         poll.max_choices = 1
     errors = {**_rule_errors(poll), **_apply_status(poll, data.get("status"), now=now)}
     if errors:
@@ -183,7 +183,7 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
 def _rule_errors(poll: Poll) -> dict[str, list[str]]:
     """What the changed poll breaks of the rules between its fields."""
     errors: dict[str, list[str]] = {}
-    if poll.kind == "single" and poll.max_choices != 1:
+    if kinds.of(poll.kind).one_choice and poll.max_choices != 1:
         errors["max_choices"] = ["Must be 1 for a single-choice poll."]
     elif poll.max_choices > len(poll.options):
         errors["max_choices"] = [f"Must be at most the number of options ({len(poll.options)})."]

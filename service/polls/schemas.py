@@ -6,9 +6,9 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from service.infra import kinds
 from service.infra.fields import Origin, StrictBoolean, StrictInteger, Trimmed, UTCDateTime
 
-KINDS = ("single", "multiple")
 CHALLENGES = ("none", "pow", "auto")
 DUPLICATE_CHECKS = ("none", "cookie", "ip", "cookie_and_ip", "user")
 RESULTS_RULES = ("always", "after_vote", "after_close", "owner_only")
@@ -64,7 +64,7 @@ class PollCreateSchema(Schema):
         required=True,
         validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX),
     )
-    kind = fields.String(load_default="single", validate=validate.OneOf(KINDS))
+    kind = fields.String(load_default=kinds.DEFAULT, validate=validate.OneOf(kinds.NAMES))
     max_choices = StrictInteger(
         load_default=None,
         validate=validate.Range(min=1),
@@ -111,7 +111,7 @@ class PollCreateSchema(Schema):
         count = len(data.get("options", []))
         max_choices = data.get("max_choices")
         if max_choices is not None:
-            if data.get("kind") == "single" and max_choices != 1:
+            if kinds.of(data.get("kind", kinds.DEFAULT)).one_choice and max_choices != 1:
                 errors["max_choices"] = ["Must be 1 for a single-choice poll."]
             elif max_choices > count:
                 errors["max_choices"] = [f"Must be at most the number of options ({count})."]
@@ -135,7 +135,7 @@ class PollUpdateSchema(Schema):
     options = fields.List(
         fields.Nested(OptionChangeSchema), validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX)
     )
-    kind = fields.String(validate=validate.OneOf(KINDS))
+    kind = fields.String(validate=validate.OneOf(kinds.NAMES))
     max_choices = StrictInteger(validate=validate.Range(min=1))
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()

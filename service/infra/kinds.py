@@ -1,0 +1,35 @@
+"""The kinds of question a poll can ask, and the rules that differ between them.
+
+Every layer asks this table instead of comparing `poll.kind` with a name: the schemas
+(which kinds exist, how many choices a ballot holds), the baseline check, the widget and
+the console. A new kind is one more entry here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    label: str  # the console's name for it
+    # Each ballot holds exactly one option: max_choices is always 1, and the options'
+    # vote counts add up to the number of ballots.
+    one_choice: bool
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind(name="single", label="Single choice", one_choice=True),
+        Kind(name="multiple", label="Multiple choice", one_choice=False),
+    )
+}
+NAMES = tuple(KINDS)
+DEFAULT = "single"
+
+
+def of(name: str) -> Kind:
+    """The kind called `name` (a stored poll's kind is always one of them)."""
+    return KINDS[name]
