@@ -4,7 +4,7 @@ and votes that never wait for (or fail because of) a delivery.
 
 Deliveries go to a receiver on loopback started by each test (allowed by the development
 setting WEBHOOKS_ALLOW_PRIVATE). Without REDIS_URL the app's in-process dispatcher sends
-them; with Redis, `settle` runs the dispatcher and an RQ SimpleWorker in burst mode. The
+them; with Redis, `settle` runs the dispatcher and the service's RQ worker in burst mode. The
 SSRF tests only check refusals made before any connection: no traffic leaves loopback.
 """
 
@@ -22,12 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
-from rq import SimpleWorker
 
 from service.infra.redis import redis_handle
 from service.infra.redis.scripts import CountCall
 from service.webhooks import dispatcher as webhooks
 from service.webhooks import sender as webhook_sender
+from service.webhooks.runners import Worker
 
 SETTLE_TIMEOUT_SECONDS = 15
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -113,7 +113,7 @@ def settle(app, done, timeout=SETTLE_TIMEOUT_SECONDS):
             webhooks.run_tick(app)
             with app.app_context():
                 queue = webhooks.runner(app).queue
-                SimpleWorker([queue], connection=handle.client).work(burst=True)
+                Worker([queue], connection=handle.client).work(burst=True)
         time.sleep(0.05)
 
 

@@ -7,12 +7,11 @@ import threading
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from rq import SimpleWorker
 
 from service.infra.db import db
 from service.infra.redis import redis_handle
 from service.webhooks import dispatcher, events
-from service.webhooks.runners import TICK_SECONDS
+from service.webhooks.runners import TICK_SECONDS, Worker
 
 webhooks_cli = AppGroup("webhooks", help="Send webhook deliveries.")
 
@@ -37,8 +36,8 @@ def worker_command(burst: bool) -> None:
     dispatcher.run_tick(app)
     if not burst:
         threading.Thread(target=dispatch, daemon=True, name="webhooks-dispatcher").start()
-    # SimpleWorker: jobs run in this process (no fork), beside the dispatcher thread.
+    # Jobs run in this process (no fork), beside the dispatcher thread.
     try:
-        SimpleWorker([dispatcher.runner(app).queue], connection=handle.client).work(burst=burst)
+        Worker([dispatcher.runner(app).queue], connection=handle.client).work(burst=burst)
     finally:
         stopped.set()

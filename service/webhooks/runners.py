@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
-from rq import Queue
+from rq import Queue, SimpleWorker
 
 from service.infra.db import db
 from service.infra.redis import RedisHandle
@@ -34,6 +34,19 @@ class RQRunner:
                            result_ttl=JOB_RESULT_TTL_SECONDS,
                            failure_ttl=JOB_FAILURE_TTL_SECONDS,
                            job_timeout=delivery.SEND_TIMEOUT_SECONDS * 3)
+
+
+class Worker(SimpleWorker):
+    """RQ's SimpleWorker (jobs run in this process, no fork) whose command listener wakes
+    every second. RQ's own waits up to 60 s for its subscription, and redis-py 8.2's
+    `stop()` joins that wait, so a burst run or a shutdown could hang for a minute."""
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
 
 class InProcessRunner:
