@@ -13,6 +13,8 @@ DEFAULT_CHALLENGE_MAX_NUMBER = 50_000
 DEFAULT_CHALLENGE_AUTO_MIN_REFUSALS = 30
 DEFAULT_CHALLENGE_AUTO_FACTOR = 10
 DEFAULT_CHALLENGE_AUTO_QUIET_SECONDS = 600
+DEFAULT_CAPTCHA_TIMEOUT_SECONDS = 3
+CAPTCHA_PROVIDERS = ("", "turnstile", "hcaptcha")
 DEFAULT_CONSOLE_SIGNIN_LIMIT = "10 per minute"
 SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
@@ -94,10 +96,29 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         "WEBHOOK_ALLOWED_PORTS": _ports(
             environ, "WEBHOOK_ALLOWED_PORTS", DEFAULT_WEBHOOK_ALLOWED_PORTS
         ),
+        **_captcha(environ),
     }
     if environ.get("SECRET_KEY"):
         config["SECRET_KEY"] = environ["SECRET_KEY"]
     return config
+
+
+def _captcha(environ: Mapping[str, str]) -> dict:
+    """The optional third-party captcha: a provider needs both of its keys."""
+    provider = _choice(environ, "CAPTCHA_PROVIDER", "", CAPTCHA_PROVIDERS)
+    site_key = environ.get("CAPTCHA_SITE_KEY") or None
+    secret_key = environ.get("CAPTCHA_SECRET_KEY") or None
+    if provider and not (site_key and secret_key):
+        raise ConfigError("CAPTCHA_PROVIDER needs CAPTCHA_SITE_KEY and CAPTCHA_SECRET_KEY")
+    return {
+        "CAPTCHA_PROVIDER": provider or None,
+        "CAPTCHA_SITE_KEY": site_key,
+        "CAPTCHA_SECRET_KEY": secret_key,
+        # The provider's siteverify endpoint unless set (tests point it at a fake).
+        "CAPTCHA_VERIFY_URL": environ.get("CAPTCHA_VERIFY_URL") or None,
+        "CAPTCHA_TIMEOUT_SECONDS": _int(environ, "CAPTCHA_TIMEOUT_SECONDS",
+                                        DEFAULT_CAPTCHA_TIMEOUT_SECONDS, minimum=1),
+    }
 
 
 def database_uri(url: str | None, instance_path: str) -> str:

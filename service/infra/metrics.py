@@ -63,6 +63,12 @@ CHALLENGE_SWITCHES = Counter(
     "`off` (after its quiet period).",
     ["to"],
 )
+CAPTCHA_CHECKS = Counter(
+    "pollbox_captcha_checks",
+    "Third-party captcha tokens checked with their provider (CAPTCHA_PROVIDER), by "
+    "verdict: passed, failed, or unreachable (the provider did not answer in time).",
+    ["provider", "verdict"],
+)
 RETENTION_PURGED = Counter(
     "pollbox_retention_purged_ballots",
     "Ballots whose identifying fields were purged after their poll's retention_days.",

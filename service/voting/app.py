@@ -13,6 +13,7 @@ from service.polls import cache as poll_cache
 from service.polls import challenge as poll_challenge
 from service.tallies import counts
 from service.tallies.counts import Counts
+from service.voting import captcha
 from service.voting.cast import Voting
 from service.voting.challenge import AutoThresholds, SpentInDatabase
 from service.voting.ratelimits import MemoryLimits, parse_limits
@@ -22,6 +23,7 @@ from service.voting.redis_store import RedisVoteScripts
 MEMORY_LIMITS_EXTENSION = "pollbox.vote_limits_in_memory"
 SPENT_IN_DATABASE_EXTENSION = "pollbox.challenges_spent_in_database"
 AUTO_THRESHOLDS_EXTENSION = "pollbox.challenge_auto_thresholds"
+CAPTCHA_EXTENSION = "pollbox.captcha"
 
 
 class CachedPolls:
@@ -65,6 +67,7 @@ def voting() -> Voting:
         memory_limits=app.extensions[MEMORY_LIMITS_EXTENSION], clock=app.config["CLOCK"],
         lease=redis.lease, auto=app.extensions[AUTO_THRESHOLDS_EXTENSION],
         spent_in_database=app.extensions[SPENT_IN_DATABASE_EXTENSION],
+        captcha=app.extensions[CAPTCHA_EXTENSION],
     )
 
 
@@ -73,6 +76,7 @@ def init_app(app: Flask) -> None:
     is down, and when an `auto` poll looks attacked, as configured."""
     app.extensions[MEMORY_LIMITS_EXTENSION] = MemoryLimits()
     app.extensions[SPENT_IN_DATABASE_EXTENSION] = SpentInDatabase()
+    app.extensions[CAPTCHA_EXTENSION] = captcha.from_config(app.config)
     app.extensions[AUTO_THRESHOLDS_EXTENSION] = AutoThresholds(
         least=app.config["CHALLENGE_AUTO_MIN_REFUSALS"],
         factor=app.config["CHALLENGE_AUTO_FACTOR"],

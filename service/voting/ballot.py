@@ -53,6 +53,8 @@ class Ballot:
     # The solution of the poll's proof-of-work challenge (service/voting/challenge.py):
     # not part of the vote's meaning (canonical), a retry may carry a fresh one.
     altcha: str | None = None
+    # Or, with CAPTCHA_PROVIDER set, the provider's token (service/voting/captcha.py).
+    captcha: str | None = None
 
     @classmethod
     def from_fields(cls, fields: Mapping) -> Ballot:
@@ -61,7 +63,7 @@ class Ballot:
         return cls(choices=tuple(fields.get("choices") or ()), other=fields.get("other"),
                    comment=fields.get("comment"), context=fields.get("context"),
                    user=SignedUser(user["id"], user["sig"]) if user else None,
-                   altcha=fields.get("altcha"))
+                   altcha=fields.get("altcha"), captcha=fields.get("captcha"))
 
     def canonical(self) -> str:
         """One text per meaning: two bodies that mean the same vote give the same text."""

@@ -61,7 +61,7 @@ from service.infra.redis.scripts import (
 )
 from service.tallies.counts import Counts
 from service.tallies.results import is_suppressed, results_visible, tallies_view
-from service.voting import challenge, idempotency, integrity
+from service.voting import captcha, challenge, idempotency, integrity
 from service.voting.ballot import (
     CHECKED_IDENTITIES,
     DUPLICATE_DETAILS,
@@ -144,6 +144,7 @@ class Voting:
     auto: challenge.AutoThresholds = field(default_factory=challenge.AutoThresholds)
     spent_in_database: challenge.SpentInDatabase = field(
         default_factory=challenge.SpentInDatabase)
+    captcha: captcha.SiteVerify | None = None  # CAPTCHA_PROVIDER's check, if set
 
     def cast(self, *, poll_id: str, ballot: Ballot, facts: VoteFacts) -> Accepted | Refused:
         """Cast one vote: its whole answer, or why it is refused."""
@@ -293,11 +294,24 @@ class _Casting:
                                                   expected=poll.challenge_until):
                 challenge.switched_off(poll.id, since=poll.challenge_until)
             return
+        if voting.captcha is not None and self.ballot.captcha and not self.ballot.altcha:
+            self._check_captcha()
+            return
         solution = challenge.solution_of(secret=voting.secret, poll_id=poll.id,
                                          payload=self.ballot.altcha, now=now)
         challenge.spend(solution, poll_id=poll.id, spender=self.attempt.token, now=now,
                         scripts=voting.scripts, ballots=voting.ballots,
                         spent_in_database=voting.spent_in_database)
+
+    def _check_captcha(self) -> None:
+        """The third-party captcha standing for the proof of work: passed by its
+        provider, or ChallengeRequired (also when the provider cannot be reached)."""
+        verdict = self.voting.captcha.verify(self.ballot.captcha,
+                                             remote_ip=self.attempt.facts.voter.address)
+        if verdict is captcha.Verdict.UNREACHABLE:
+            raise ChallengeRequired(captcha.UNREACHABLE)
+        if verdict is not captcha.Verdict.PASSED:
+            raise ChallengeRequired(captcha.FAILED)
 
     def _identify(self) -> None:
         voting, poll = self.voting, self.poll

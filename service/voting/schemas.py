@@ -12,6 +12,7 @@ OTHER_MAX = 200
 COMMENT_MAX = 2000
 USER_ID_MAX = 255
 ALTCHA_MAX = 2000
+CAPTCHA_TOKEN_MAX = 4096  # Turnstile's tokens reach 2048 characters
 
 
 class SignedVoterSchema(Schema):
@@ -46,6 +47,14 @@ class VoteSchema(Schema):
         metadata={"description": "On a poll whose `challenge` is on: the solution of a "
                   "challenge from GET /api/v1/polls/<id>/challenge, as ALTCHA's base64 "
                   "payload. Each solution is used once and lives 10 minutes."},
+    )
+    captcha = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(1, CAPTCHA_TOKEN_MAX),
+        metadata={"description": "Where the service is set up with a third-party captcha "
+                  "(CAPTCHA_PROVIDER: turnstile or hcaptcha): on a poll whose `challenge` "
+                  "is on, the provider's token may stand instead of `altcha`. If the "
+                  "provider cannot be reached, the vote is refused (403 "
+                  "challenge_required) and a proof of work is still accepted."},
     )
 
 class ChallengeSchema(Schema):
