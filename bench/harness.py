@@ -77,7 +77,8 @@ def gunicorn(app: str, env: dict, log: Path):
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
             try:
-                urllib.request.urlopen(f"{base}/healthz" if "wsgi" in app else f"{base}/hello")
+                urllib.request.urlopen(f"{base}/hello" if app.endswith("hello:app")
+                                       else f"{base}/healthz")
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:

@@ -1,10 +1,12 @@
-"""Pollbox against the ceiling of its own stack, side by side in one run.
+"""Pollbox against the ceiling of its own stack and the same job bare, in one run.
 
-Starts gunicorn with deploy/gunicorn.conf.py on loopback twice — Pollbox and a
-hello-world Flask app — seeds a poll, drives both with wrk, and prints req/s, p50/p99
-latency and the ratio to the hello-world ceiling, for SQLite and PostgreSQL.
+Starts gunicorn with deploy/gunicorn.conf.py on loopback three times — Pollbox, a
+hello-world Flask app (bench/hello.py) and the same job bare (bench/bare.py) — and drives
+them with wrk in interleaved rounds, and prints for each row the medians of req/s and
+p50/p99 latency, and the median ratios to hello-world and to the bare job, for SQLite
+and PostgreSQL.
 
-    .venv/bin/python bench/run.py [--db sqlite|postgresql|both] [--seconds 10]
+    .venv/bin/python bench/run.py [--db sqlite|postgresql|both] [--seconds 10] [--rounds 3]
 
 Needs wrk (apt-get install wrk), Redis on 127.0.0.1:6379 (database 10 is flushed),
 and for PostgreSQL the server on 127.0.0.1:5432 (a schema pollbox_bench_<pid> in
@@ -17,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import urllib.request
@@ -63,44 +66,72 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def bench_database(db: str, seconds: int, workdir: Path) -> list[Result]:
+def poll_rows(base: str, bare: str, owner_key: str, seconds: int) -> list[Result]:
+    """One round: each Pollbox row beside its bare reference, on fresh polls (wrk's
+    client addresses start again each run)."""
+    polls = [create_poll(base, owner_key, duplicate_check="ip") for _ in range(2)]
+    rows = []
+    for name, server, poll in (("bare vote POST", bare, polls[0]),
+                               ("vote POST", base, polls[1])):
+        rows.append(wrk(name, f"{server}/api/v1/polls/{poll['id']}/votes", seconds,
+                        "vote.lua", {"POLL": poll["id"],
+                                     "OPTION": str(poll["options"][0]["id"])}))
+    rows.append(wrk("bare tallies GET", f"{bare}/api/v1/polls/{polls[0]['id']}/tallies",
+                    seconds))
+    tallies = f"{base}/api/v1/polls/{polls[1]['id']}/tallies"
+    rows.append(wrk("tallies GET", tallies, seconds))
+    etag = urllib.request.urlopen(tallies).headers["ETag"]
+    rows.append(wrk("tallies GET, If-None-Match (304)", tallies, seconds, "conditional.lua",
+                    {"ETAG": etag}))
+    rows.append(wrk("widget GET", f"{base}/polls/{polls[1]['id']}/widget", seconds))
+    rows.append(wrk("embed.js GET", f"{base}/embed.js", seconds))
+    return rows
+
+
+# Each row's reference in the same run: the bare job's vote for a vote, its tallies read
+# for the reads.
+BARE_OF = {"vote POST": "bare vote POST", "tallies GET": "bare tallies GET",
+           "tallies GET, If-None-Match (304)": "bare tallies GET",
+           "widget GET": "bare tallies GET"}
+
+
+def bench_database(db: str, seconds: int, rounds: int, workdir: Path) -> None:
     with database(db, workdir, REDIS_URL) as env:
         owner = seed(env)
-        results = []
-        with gunicorn("bench.hello:app", env, workdir / f"hello-{db}.log") as (base, _):
-            results.append(wrk("hello-world (ceiling)", f"{base}/hello", seconds))
-        with gunicorn("wsgi:app", env, workdir / f"pollbox-{db}.log") as (base, master):
-            poll = create_poll(base, owner["key"], duplicate_check="ip")
-            option = str(poll["options"][0]["id"])
-            tallies = f"{base}/api/v1/polls/{poll['id']}/tallies"
-            results.append(wrk("vote POST", f"{base}/api/v1/polls/{poll['id']}/votes", seconds,
-                               "vote.lua", {"POLL": poll["id"], "OPTION": option}))
-            results.append(wrk("tallies GET", tallies, seconds))
-            etag = urllib.request.urlopen(tallies).headers["ETag"]
-            results.append(wrk("tallies GET, If-None-Match (304)", tallies, seconds,
-                               "conditional.lua", {"ETAG": etag}))
-            for name, path in (("widget GET", f"/polls/{poll['id']}/widget"),
-                               ("embed.js GET", "/embed.js")):
-                try:
-                    urllib.request.urlopen(base + path)
-                except OSError:
-                    continue  # not served by this version
-                results.append(wrk(name, base + path, seconds))
+        with gunicorn("bench.hello:app", env, workdir / f"hello-{db}.log") as (hello, _), \
+                gunicorn("bench.bare:app", env, workdir / f"bare-{db}.log") as (bare, _), \
+                gunicorn("wsgi:app", env, workdir / f"pollbox-{db}.log") as (base, master):
+            per_round = []
+            for number in range(rounds):
+                row = [wrk("hello-world (ceiling)", f"{hello}/hello", seconds)]
+                row += poll_rows(base, bare, owner["key"], seconds)
+                per_round.append({result.name: result for result in row})
+                print(f"{db}: round {number + 1} of {rounds} done", flush=True)
             rss = worker_rss_mb(master)
-        print_table(db, results, rss)
-        return results
+        print_table(db, per_round, rss)
 
 
-def print_table(db: str, results: list[Result], rss: list[float]) -> None:
-    ceiling = results[0].requests_per_second
-    print(f"\n{db}: {CONNECTIONS} connections, {THREADS} wrk threads, "
-          f"{os.cpu_count()} cores shared with wrk")
-    print(f"| {'endpoint':<34} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | "
-          f"{'ratio':>5} | {'errors':>6} |")
-    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 8}|")
-    for r in results:
-        print(f"| {r.name:<34} | {r.requests_per_second:>8.0f} | {r.p50_ms:>7.2f} | "
-              f"{r.p99_ms:>7.2f} | {r.requests_per_second / ceiling:>5.2f} | {r.errors:>6} |")
+def print_table(db: str, per_round: list[dict[str, Result]], rss: list[float]) -> None:
+    """Medians over the rounds; each ratio is the median of the rounds' own ratios."""
+    def median(name: str, value) -> float:
+        return statistics.median(value(r[name]) for r in per_round)
+
+    def ratio(name: str, reference: str) -> float:
+        return statistics.median(r[name].requests_per_second / r[reference].requests_per_second
+                                 for r in per_round)
+
+    print(f"\n{db}: {CONNECTIONS} connections, {THREADS} wrk threads, {os.cpu_count()} cores "
+          f"shared with wrk; medians of {len(per_round)} interleaved rounds")
+    print("| endpoint | req/s | p50 ms | p99 ms | / hello-world | / the same job bare "
+          "| errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in per_round[0]:
+        bare = BARE_OF.get(name)
+        print(f"| {name} | {median(name, lambda r: r.requests_per_second):.0f} "
+              f"| {median(name, lambda r: r.p50_ms):.2f} | {median(name, lambda r: r.p99_ms):.2f} "
+              f"| {ratio(name, 'hello-world (ceiling)'):.2f} "
+              f"| {f'{ratio(name, bare):.2f}' if bare else ''} "
+              f"| {sum(r[name].errors for r in per_round)} |")
     print(f"worker RSS after the load: {', '.join(f'{mb:.0f} MB' for mb in rss)}")
 
 
@@ -108,13 +139,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     databases = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     with tempfile.TemporaryDirectory(prefix="pollbox-bench-") as workdir:
         for db in databases:
-            bench_database(db, args.seconds, Path(workdir))
+            bench_database(db, args.seconds, args.rounds, Path(workdir))
 
 
 if __name__ == "__main__":
