@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.e2e.browser import EXPECT_TIMEOUT_MS, SCREENSHOTS, browser  # noqa: F401
+from tests.e2e.test_widget_browser import axe_source, run_axe  # noqa: F401
 from tests.widgets.helpers import Tags, csrf_token
 from tests.widgets.test_widget import follow, form_vote, widget
 
@@ -47,13 +49,47 @@ def test_a_full_poll_shows_its_total(client, make_poll, vote):
 
 def test_a_no_js_vote_after_the_poll_filled_up_is_told_it_is_full(app, make_poll, vote):
     poll = make_poll(max_votes=1)
-    browser = app.test_client()
-    token = csrf_token(widget(browser, poll, "192.0.2.99").get_data(as_text=True))
+    visitor = app.test_client()
+    token = csrf_token(widget(visitor, poll, "192.0.2.99").get_data(as_text=True))
     fill(vote, poll, 1)  # the last place went while the form was open
 
-    response = form_vote(browser, poll, token=token, ip="192.0.2.99", query={"lang": "de"})
+    response = form_vote(visitor, poll, token=token, ip="192.0.2.99", query={"lang": "de"})
 
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["poll_full"]
-    page = unescape(follow(browser, response, "192.0.2.99").get_data(as_text=True))
+    page = unescape(follow(visitor, response, "192.0.2.99").get_data(as_text=True))
     assert FULL["de"] in page
     assert not Tags(page).named("form")
+
+
+@pytest.mark.browser
+def test_with_javascript_a_vote_told_poll_full_shows_the_poll_closed_and_full(
+        browser, served, app, client, make_poll, axe_source):  # noqa: F811 (the fixtures)
+    # The visitor and the voter who takes the last place are told apart by cookies.
+    poll = make_poll(max_votes=1, duplicate_check="cookie")
+    page = browser.new_page()  # the widget's own CSP: no bypass
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(f"{served}/polls/{poll['id']}/widget?lang=fr")
+        assert app.test_client().post(f"/api/v1/polls/{poll['id']}/votes", json={
+            "choices": [poll["options"][1]["id"]]}).status_code == 201
+        page.get_by_label(poll["options"][0]["label"]).click()
+        page.locator("#pb-submit").click()
+
+        page.wait_for_selector("#pb-total", timeout=EXPECT_TIMEOUT_MS)
+        assert FULL["fr"] in page.text_content("#pb-status")
+        assert page.locator("form#pb-form").count() == 0
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "widget-full-fr.png"), full_page=True)
+    finally:
+        page.close()
+    assert errors == []
+    # axe-core is injected, which the widget's Trusted Types forbid: a context without CSP.
+    checking = browser.new_context(bypass_csp=True)
+    try:
+        checked = checking.new_page()
+        checked.goto(f"{served}/polls/{poll['id']}/widget?lang=fr")
+        assert run_axe(checked, axe_source) == []
+    finally:
+        checking.close()
+    assert client.get(f"/api/v1/polls/{poll['id']}/tallies").get_json()["total_votes"] == 1
