@@ -12,6 +12,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from service.infra import keys
 from service.infra.db import db
 from service.infra.models import Ballot
 from tests.test_polls import assert_invalid
@@ -169,6 +170,19 @@ def test_while_redis_is_down_the_database_still_admits_exactly_max_votes(
     assert [answer.status_code for answer in statuses] == [201, 201, 409, 409]
     assert_problem(statuses[3], 409, "poll_full")
     assert ballots(poll) == 2
+
+
+def test_admission_refuses_once_the_tally_counts_max_votes_without_writing_a_ballot(
+        app, make_poll, vote, ballots):
+    """admit.lua reads the poll's tally (committed ballots only) in the same atomic step
+    as the claims: a poll counted full is refused there, nothing claimed or written."""
+    poll = make_poll(max_votes=2)
+    assert vote(poll, ip=address(0)).status_code == 201
+    # A ballot of another process, committed and counted, that this one has not seen.
+    app.extensions["pollbox.redis"].client.hincrby(keys.tally(poll["id"]), "total", 1)
+
+    assert_problem(vote(poll, ip=address(1)), 409, "poll_full")
+    assert ballots(poll) == 1
 
 
 def test_a_manually_closed_poll_with_max_votes_still_answers_poll_closed(

@@ -51,6 +51,7 @@ from service.infra.redis.scripts import (
     CountCall,
     Counted,
     Duplicate,
+    Full,
     InFlight,
     KeyAnswered,
     KeyHeld,
@@ -326,7 +327,7 @@ class _Casting:
             orphan_ms=ORPHAN_CLAIM_SECONDS * 1000, lease=voting.lease.token, lease_ms=LEASE_MS,
             # With a key, a duplicate may still be its own recorded vote: counted once decided.
             count_duplicate=self.key is None,
-            version=None if self.verified else poll.version)
+            version=None if self.verified else poll.version, max_votes=poll.max_votes or 0)
 
     # -- admission (admit.lua) ----------------------------------------------------------
 
@@ -354,6 +355,9 @@ class _Casting:
             if isinstance(outcome, Accepted):
                 return outcome
         outcome = self._settle(outcome)
+        if isinstance(outcome, Full):
+            self.attempt.outcome_counted = True  # admit.lua counted it
+            return self._refuse(PollFull(), key_checked=True)
         if isinstance(outcome, InFlight):
             self._give_key_up()
             return self._refuse(VotePending(identity=outcome.kind), key_checked=True)
