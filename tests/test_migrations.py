@@ -73,6 +73,10 @@ MIGRATIONS = {
         poll_columns={"challenge", "challenge_until"},
         tables={"spent_challenges"},
     ),
+    "0012": Adds(  # a poll may close itself at exactly max_votes ballots
+        previous="0011",
+        poll_columns={"max_votes", "closed_reason"},
+    ),
 }
 
 

@@ -477,6 +477,22 @@ def test_poll_closed_counts_the_votes_from_before_pollbox(hook_client, hooks_app
     assert (data["total_votes"], data["baseline_votes"]) == (31, 30)
 
 
+def test_the_vote_taking_the_last_place_fires_poll_closed_once(
+        hook_client, hooks_app, auth, make_hook, make_poll, vote, receiver):
+    poll = make_poll(max_votes=2)
+    hook = make_hook(events=["poll.closed"])
+    for number in range(4):
+        vote(poll, ip=f"198.51.100.{number + 1}")
+
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["type"] == "poll.closed"
+    assert (event["data"]["poll_id"], event["data"]["reason"],
+            event["data"]["total_votes"]) == (poll["id"], "full", 2)
+    assert len(deliveries(hook_client, auth, hook)) == 1
+
+
 def test_a_scheduled_close_fires_poll_closed_once(hook_client, hooks_app, auth, make_hook,
                                                   make_poll, clock, receiver):
     clock.frozen = datetime.now(UTC).replace(microsecond=0)

@@ -70,7 +70,8 @@ class Votes(MethodView):
     @blp.alt_response(409, description=(
         "`duplicate_vote` (only when a ballot of this voter exists), `vote_pending` (an "
         "earlier attempt by this voter is still in flight: retry after `Retry-After`, with "
-        "the same `Idempotency-Key`), `poll_closed` or `idempotency_key_in_use`"))
+        "the same `Idempotency-Key`), `poll_closed`, `poll_full` (the poll closed itself at "
+        "its `max_votes`) or `idempotency_key_in_use`"))
     @blp.alt_response(422, description="`validation_error`, also naming `Idempotency-Key`")
     @blp.alt_response(429, description="`rate_limited`, with `Retry-After`")
     def post(self, fields, poll_id):

@@ -16,12 +16,14 @@ from service.infra.errors import ValidationFailed, flatten_messages
 from service.infra.models import Poll
 from service.polls.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
 
-INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "retention_days", "results_min_votes")
+INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "retention_days", "results_min_votes",
+                  "max_votes")
 BOOLEAN_FIELDS = ("allow_other", "allow_comment", "shuffle_options")
 CHOICE_FIELDS = ("kind", "duplicate_check", "challenge", "results")
 TIME_FIELDS = ("opens_at", "closes_at")
 # What an empty input means: None = send null (clears it); absent = the API's default.
-EMPTY_IS_NULL = ("vote_window_seconds", "retention_days", "opens_at", "closes_at")
+EMPTY_IS_NULL = ("vote_window_seconds", "retention_days", "opens_at", "closes_at",
+                 "max_votes")
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
 
@@ -145,6 +147,7 @@ def values_of(poll: Poll) -> dict:
         "vote_window_seconds": "" if poll.vote_window_seconds is None
         else str(poll.vote_window_seconds),
         "retention_days": "" if poll.retention_days is None else str(poll.retention_days),
+        "max_votes": "" if poll.max_votes is None else str(poll.max_votes),
         "results": poll.results,
         "results_min_votes": str(poll.results_min_votes),
         "opens_at": _local(poll.opens_at),

@@ -127,6 +127,11 @@ class PollClosed(ServiceError):
     detail = "This poll is not open for voting."
 
 
+class PollFull(ServiceError):
+    status, code = 409, "poll_full"
+    detail = "This poll reached its max_votes and is closed."
+
+
 IDEMPOTENCY_RETRY_AFTER_SECONDS = 1
 
 

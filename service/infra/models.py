@@ -111,6 +111,12 @@ class Poll(Base):
     opens_at: Mapped[datetime | None]
     closes_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # Why `closed_at` is set: `full` when the poll closed itself at `max_votes` ballots
+    # (votes then answer `poll_full`), None for a close by its owner.
+    closed_reason: Mapped[str | None] = mapped_column(String(10))
+    # The poll closes itself at exactly this many ballots (None: no limit). The database
+    # decides the last place under a lock on this row (service/voting/records.py).
+    max_votes: Mapped[int | None]
     allowed_origins: Mapped[list[str]] = mapped_column(JSON)
     locale: Mapped[str] = mapped_column(String(35))
     # Days after which what identifies a ballot is purged (service/retention.py); None
@@ -144,6 +150,15 @@ def poll_status(poll: Poll, now: datetime) -> str:
     if poll.opens_at is not None and poll.opens_at > now:
         return "scheduled"
     return "open"
+
+
+CLOSED_FULL = "full"  # Poll.closed_reason of a poll that closed itself at max_votes
+
+
+def is_full(poll: Poll) -> bool:
+    """Whether the poll (a Poll or a snapshot of one) is closed because it reached its
+    `max_votes`."""
+    return poll.closed_at is not None and poll.closed_reason == CLOSED_FULL
 
 
 def challenge_on(poll: Poll, now: datetime) -> bool:

@@ -96,6 +96,8 @@ class PollSnapshot:
     version: str | None
     # Votes from before Pollbox, added to the whole poll's tallies when they are shown.
     baseline: Baseline | None = None
+    max_votes: int | None = None
+    closed_reason: str | None = None
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
@@ -118,6 +120,7 @@ class PollSnapshot:
             options=tuple(OptionSnapshot(o.id, o.label, o.position) for o in poll.options),
             version=version,
             baseline=None if poll.baseline is None else Baseline.of(poll.baseline),
+            max_votes=poll.max_votes, closed_reason=poll.closed_reason,
         )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from service.infra import keys, kinds
 from service.infra.errors import Forbidden, NotFound, PollHasVotes, ValidationFailed
-from service.infra.models import Ballot, BallotChoice, Option, Owner, Poll
+from service.infra.models import Ballot, BallotChoice, Option, Owner, Poll, is_full
 from service.infra.redis import RedisHandle
 from service.polls import cache as poll_cache
 from service.polls import embed
@@ -24,19 +24,20 @@ SIGNING_SECRET_BYTES = 32
 SCAN_BATCH = 500
 PUBLIC_FIELDS = (
     "id", "question", "kind", "max_choices", "allow_other", "allow_comment",
-    "shuffle_options", "challenge", "results",
+    "shuffle_options", "challenge", "max_votes", "results",
     "results_min_votes", "opens_at", "closes_at", "locale", "created_at", "updated_at",
 )
 OWNER_FIELDS = ("duplicate_check", "vote_window_seconds", "retention_days", "allowed_origins",
                 "signing_secret")
 SETTABLE_FIELDS = (
     "question", "kind", "max_choices", "allow_other", "allow_comment", "shuffle_options",
-    "challenge", "duplicate_check",
+    "challenge", "max_votes", "duplicate_check",
     "vote_window_seconds", "retention_days", "results", "results_min_votes", "opens_at",
     "closes_at", "allowed_origins", "locale",
 )
 # Fields a poll may be created without (the demo and the page-feedback preset): defaults.
-OPTIONAL_FIELDS = {"retention_days": None, "shuffle_options": False, "challenge": "none"}
+OPTIONAL_FIELDS = {"retention_days": None, "shuffle_options": False, "challenge": "none",
+                   "max_votes": None}
 SECONDS_PER_DAY = 86_400
 
 
@@ -169,6 +170,8 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     if "kind" in data and kinds.of(poll.kind).one_choice and "max_choices" not in data:
         poll.max_choices = 1
     errors = {**_rule_errors(poll), **_apply_status(poll, data.get("status"), now=now)}
+    if "max_votes" in data or data.get("status") == "open":
+        errors.update(_max_votes_errors(session=session, poll=poll, now=now))
     if errors:
         session.rollback()
         raise ValidationFailed(errors)
@@ -195,6 +198,17 @@ def _rule_errors(poll: Poll) -> dict[str, list[str]]:
     return errors
 
 
+def _max_votes_errors(*, session: Session, poll: Poll, now: datetime) -> dict[str, list[str]]:
+    """A poll that stays open must have a place left: its max_votes above its ballots."""
+    if poll.max_votes is None or poll.status_at(now) == "closed":
+        return {}
+    ballots = session.scalar(select(func.count(Ballot.id)).where(Ballot.poll_id == poll.id))
+    if ballots is not None and ballots >= poll.max_votes:
+        return {"max_votes": [f"Must be above the {ballots} ballots cast while the poll is "
+                              "open."]}
+    return {}
+
+
 def _retention_errors(*, retention_days: int | None, duplicate_check: str,
                       vote_window_seconds: int | None, **_other) -> dict[str, list[str]]:
     """A purge forgets who voted: a past voter may then vote again, which only a poll
@@ -215,6 +229,7 @@ def _apply_status(poll: Poll, status: str | None, *, now: datetime) -> dict[str,
         poll.closed_at = now
     elif status == "open":
         poll.closed_at = None
+        poll.closed_reason = None
         if poll.opens_at is not None and poll.opens_at > now:
             poll.opens_at = now
         if poll.closes_at is not None and poll.closes_at <= now:
@@ -246,6 +261,7 @@ def poll_view(poll: Poll, *, now: datetime, base_url: str, for_owner: bool,
     signing secret, which lets one vote as any user, only `with_secret`)."""
     view = {name: getattr(poll, name) for name in PUBLIC_FIELDS}
     view["status"] = poll.status_at(now)
+    view["full"] = is_full(poll)
     view["options"] = [
         {"id": option.id, "label": option.label, "position": option.position}
         for option in poll.options

@@ -33,6 +33,13 @@ RETENTION_DESCRIPTION = (
     "text, context) is purged; counts, options and times stay. null keeps everything. "
     "A poll that forgets its voters can only promise one vote per window: with a "
     "duplicate check, vote_window_seconds must be set and at most retention_days days.")
+MAX_VOTES_MIN, MAX_VOTES_MAX = 1, 10_000_000
+MAX_VOTES_DESCRIPTION = (
+    "null: no limit; N: the poll closes itself at exactly N ballots (the vote that takes "
+    "the last place closes it and `poll.closed` webhooks are told once, reason `full`); "
+    "later votes answer `409 poll_full`. A withdrawal frees a place only while the poll "
+    "is open. Votes from a baseline do not count. On a change, N must stay above the "
+    "ballots cast while the poll is open.")
 ALLOWED_ORIGINS_MAX = 100
 BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|\d{3}))?$")
 
@@ -90,6 +97,11 @@ class PollCreateSchema(Schema):
         load_default=None, allow_none=True,
         validate=validate.Range(RETENTION_DAYS_MIN, RETENTION_DAYS_MAX),
         metadata={"description": RETENTION_DESCRIPTION},
+    )
+    max_votes = StrictInteger(
+        load_default=None, allow_none=True,
+        validate=validate.Range(MAX_VOTES_MIN, MAX_VOTES_MAX),
+        metadata={"description": MAX_VOTES_DESCRIPTION},
     )
     results = fields.String(load_default="always", validate=validate.OneOf(RESULTS_RULES))
     results_min_votes = StrictInteger(
@@ -150,6 +162,10 @@ class PollUpdateSchema(Schema):
         allow_none=True, validate=validate.Range(RETENTION_DAYS_MIN, RETENTION_DAYS_MAX),
         metadata={"description": RETENTION_DESCRIPTION},
     )
+    max_votes = StrictInteger(
+        allow_none=True, validate=validate.Range(MAX_VOTES_MIN, MAX_VOTES_MAX),
+        metadata={"description": MAX_VOTES_DESCRIPTION},
+    )
     results = fields.String(validate=validate.OneOf(RESULTS_RULES))
     results_min_votes = StrictInteger(validate=validate.Range(0, RESULTS_MIN_VOTES_MAX))
     opens_at = UTCDateTime(allow_none=True)
@@ -198,6 +214,9 @@ class PollSchema(Schema):
     shuffle_options = fields.Boolean(metadata={"description": SHUFFLE_DESCRIPTION})
     challenge = fields.String(metadata={"enum": list(CHALLENGES),
                                         "description": CHALLENGE_DESCRIPTION})
+    max_votes = fields.Integer(allow_none=True, metadata={"description": MAX_VOTES_DESCRIPTION})
+    full = fields.Boolean(metadata={
+        "description": "true while the poll is closed because it reached `max_votes`."})
     results = fields.String()
     results_min_votes = fields.Integer()
     opens_at = UTCDateTime(allow_none=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
+from service.infra import hooks
 from service.infra.db import db
+from service.infra.models import CLOSED_FULL, Poll
 from service.infra.redis import EXTENSION as REDIS_EXTENSION
 from service.infra.redis import RedisHandle
 from service.polls import cache as poll_cache
@@ -43,6 +45,15 @@ class CachedPolls:
     def switch_challenge(self, poll_id: str, *, until, expected) -> bool:
         return poll_challenge.switch(engine=self.session.get_bind(), redis=self.redis,
                                       poll_id=poll_id, until=until, expected=expected)
+
+    def closed_full(self, poll_id: str, *, at) -> None:
+        # records.py wrote the close with the ballot, outside the ORM: announced here,
+        # once (only the vote that took the last place calls this).
+        poll_cache.bump_version(redis=self.redis, poll_id=poll_id)
+        poll = self.session.get(Poll, poll_id, populate_existing=True)
+        if poll is not None:
+            hooks.announce_close(session=self.session, poll=poll, reason=CLOSED_FULL,
+                                 moment=at)
 
 
 class TallyReader:

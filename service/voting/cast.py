@@ -37,10 +37,12 @@ from service.infra.errors import (
     IdempotencyKeyInUse,
     NotFound,
     PollClosed,
+    PollFull,
     ServiceError,
     ValidationFailed,
     VotePending,
 )
+from service.infra.models import is_full
 from service.infra.redis.lease import LEASE_MS, ProcessLease
 from service.infra.redis.scripts import (
     Admission,
@@ -49,6 +51,7 @@ from service.infra.redis.scripts import (
     CountCall,
     Counted,
     Duplicate,
+    Full,
     InFlight,
     KeyAnswered,
     KeyHeld,
@@ -261,6 +264,7 @@ class _Casting:
         # An unverified copy decides nothing alone: admit.lua checks its version token.
         self.verified = verified
         self.held: KeyHold | None = None  # the Idempotency-Key this request answers
+        self.closed_full = False  # this vote took the poll's last place (max_votes)
 
     def run(self) -> Accepted:
         poll, now = self.poll, self.attempt.now
@@ -271,6 +275,8 @@ class _Casting:
                 raise StalePoll() from None  # refuse only by the poll as it is now
             raise
         status = poll.status_at(now)
+        if is_full(poll):
+            return self._refuse(PollFull())
         if status != "open":
             return self._refuse(PollClosed("This poll has not opened yet." if status ==
                                            "scheduled" else "This poll is closed."))
@@ -335,7 +341,7 @@ class _Casting:
             orphan_ms=ORPHAN_CLAIM_SECONDS * 1000, lease=voting.lease.token, lease_ms=LEASE_MS,
             # With a key, a duplicate may still be its own recorded vote: counted once decided.
             count_duplicate=self.key is None,
-            version=None if self.verified else poll.version)
+            version=None if self.verified else poll.version, max_votes=poll.max_votes or 0)
 
     # -- admission (admit.lua) ----------------------------------------------------------
 
@@ -363,6 +369,9 @@ class _Casting:
             if isinstance(outcome, Accepted):
                 return outcome
         outcome = self._settle(outcome)
+        if isinstance(outcome, Full):
+            self.attempt.outcome_counted = True  # admit.lua counted it
+            return self._refuse(PollFull(), key_checked=True)
         if isinstance(outcome, InFlight):
             self._give_key_up()
             return self._refuse(VotePending(identity=outcome.kind), key_checked=True)
@@ -435,10 +444,12 @@ class _Casting:
         }
         window = poll.vote_window_seconds
         try:
-            self.voting.ballots.record(
+            # With max_votes, the database gives the places out (records.py): the vote
+            # taking the last one closes the poll, and is told so.
+            self.closed_full = self.voting.ballots.record(
                 row, option_ids=ballot.choices, claims=self.identities,
                 claims_until=None if window is None else self.attempt.now + timedelta(
-                    seconds=window))
+                    seconds=window), limited=poll.max_votes is not None)
         except AlreadyRecorded as refused:
             # Redis had lost this voter's claim (or this key); the database remembered it.
             self._undo()
@@ -489,6 +500,9 @@ class _Casting:
                              keep_ms=idempotency.ANSWER_SECONDS * 1000, with_tally=shown)
         counted = self.voting.scripts.count(call, owner_id=poll.owner_id)
         self.attempt.outcome_counted = True
+        if self.closed_full:
+            # Counted first: the `poll.closed` webhook's total includes this vote.
+            self.voting.polls.closed_full(poll.id, at=now)
         answer = {"vote": {"id": self.ballot_id, "receipt": self.receipt,
                            "created_at": created_at},
                   "tallies": self._shown(counted) if shown else None}

@@ -27,7 +27,8 @@ DUPLICATE_KINDS = ("cookie", "ip", "user")
 REFUSALS = ("duplicate_vote", "rate_limited", "origin_not_allowed", "poll_closed",
             "vote_pending", "challenge_failed")
 # Refusals counted under another name than their problem code.
-COUNTED_AS = {"challenge_required": "challenge_failed"}
+# A full poll is a closed one (it closed itself at max_votes).
+COUNTED_AS = {"challenge_required": "challenge_failed", "poll_full": "poll_closed"}
 
 
 def hour_of(moment: datetime) -> str:

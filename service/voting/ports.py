@@ -34,6 +34,10 @@ class PollSource(Protocol):
         """Set the poll's `challenge_until` if it still is `expected`, committed and told
         to every process: whether this call changed it."""
 
+    def closed_full(self, poll_id: str, *, at: datetime) -> None:
+        """The vote that took the poll's last place closed it (committed with its
+        ballot): tell every process, and `poll.closed` webhooks once."""
+
 
 class VoteScripts(Protocol):
     """The vote's Redis calls. Each degrades on an outage (logged and counted once):
@@ -89,8 +93,10 @@ class BallotStore(Protocol):
     """The database: the record of every vote."""
 
     def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
-               claims_until: datetime | None) -> None:
-        """Write the ballot, its choices and its claims, committed; AlreadyRecorded."""
+               claims_until: datetime | None, limited: bool = False) -> bool:
+        """Write the ballot, its choices and its claims, committed; AlreadyRecorded.
+        `limited`: only while the poll's max_votes leaves a place (PollFull otherwise);
+        True when this ballot took the last one and closed the poll."""
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None: ...
 

@@ -64,7 +64,10 @@ def withdraw(*, session: Session, redis: RedisHandle, ballot: Ballot, now: datet
         for kind, column in IDENTITY_COLUMNS.items()
         if getattr(ballot, column) is not None
     ]
-    # The poll's openness is part of the DELETE, so a close that commits first wins.
+    # The poll's openness is part of the DELETE, so a close that commits first wins; the
+    # poll's row is locked first (PostgreSQL), as a vote of a poll with max_votes locks
+    # it, so a withdrawal never frees a place of a poll that the last vote just closed.
+    session.execute(select(Poll.id).where(Poll.id == poll_id).with_for_update())
     still_open = exists().where(
         Poll.id == poll_id, Poll.closed_at.is_(None),
         or_(Poll.closes_at.is_(None), Poll.closes_at > now),

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, insert, or_, select, text
+from sqlalchemy import bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
+from service.infra.errors import PollClosed, PollFull
 from service.infra.identity import Voter, keyed_hash
-from service.infra.models import Ballot, BallotChoice, SpentChallenge, UTCDateTime, VoteClaim
+from service.infra.models import (
+    CLOSED_FULL,
+    Ballot,
+    BallotChoice,
+    Poll,
+    SpentChallenge,
+    UTCDateTime,
+    VoteClaim,
+)
 from service.voting.ballot import CHECKED_IDENTITIES
 from service.voting.ports import AlreadyRecorded, Recorded
 
@@ -63,12 +72,15 @@ class SqlBallots:
         self.session = session
 
     def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
-               claims_until: datetime | None) -> None:
+               claims_until: datetime | None, limited: bool = False) -> bool:
         """Write the ballot, its choices and its claims (until `claims_until`, None for
         ever), committed, on a connection of its own (the session holds no transaction
-        open meanwhile); AlreadyRecorded when a claim is held."""
+        open meanwhile); AlreadyRecorded when a claim is held. `limited` (the poll has a
+        max_votes): PollFull when no place is left; True when this ballot took the last
+        place and closed the poll."""
         try:
-            self._write(row, option_ids=option_ids, claims=claims, claims_until=claims_until)
+            return self._write(row, option_ids=option_ids, claims=claims,
+                               claims_until=claims_until, limited=limited)
         except IntegrityError as error:
             self.session.rollback()
             raise AlreadyRecorded() from error
@@ -77,7 +89,7 @@ class SqlBallots:
             raise
 
     def _write(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
-               claims_until: datetime | None) -> None:
+               claims_until: datetime | None, limited: bool) -> bool:
         session = self.session
         if (session() if isinstance(session, scoped_session) else session).in_transaction():
             # What the request read (a poll loaded from the database, ...) is done with:
@@ -86,23 +98,17 @@ class SqlBallots:
             # its second).
             session.commit()
         engine = session.get_bind()
+        vote = _Vote(row, option_ids, claims, claims_until)
+        if limited:
+            with engine.begin() as connection:
+                return _write_in_place(connection, vote)
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                written = connection.scalar(_INSERT_VOTE_POSTGRESQL, {
-                    **row, "option_ids": list(option_ids), "identities": claims,
-                    "claims_until": claims_until})
-            if not written:
-                raise AlreadyRecorded()
-            return
+                vote.insert(connection)
+            return False
         with engine.begin() as connection:
-            connection.execute(_INSERT_BALLOT, {**row, "comment_hidden": False})
-            if option_ids:
-                connection.execute(_INSERT_CHOICES, [
-                    {"ballot_id": row["id"], "option_id": option_id} for option_id in option_ids])
-            if claims:
-                taken = connection.execute(_take_claims(row, claims, claims_until)).rowcount
-                if taken != len(claims):
-                    raise AlreadyRecorded()  # leaving the block rolls the ballot back
+            vote.insert(connection)  # leaving the block on AlreadyRecorded rolls it back
+        return False
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None:
         """The ballot recorded with this Idempotency-Key, if any."""
@@ -142,6 +148,65 @@ class SqlBallots:
     def exists(self, ballot_id: str) -> bool:
         """Whether the ballot is committed (read afresh: the session may hold it already)."""
         return bool(self.session.scalar(select(exists().where(Ballot.id == ballot_id))))
+
+
+class _Vote:
+    """One ballot's rows, and how to insert them on either engine."""
+
+    def __init__(self, row: dict, option_ids: tuple[int, ...], claims: list[str],
+                 claims_until: datetime | None) -> None:
+        self.row, self.option_ids, self.claims = row, option_ids, claims
+        self.claims_until = claims_until
+
+    def insert(self, connection) -> None:
+        """Insert the ballot, its choices and its claims; AlreadyRecorded when a claim is
+        held (the caller's transaction is then rolled back)."""
+        row, claims = self.row, self.claims
+        if connection.dialect.name == "postgresql":
+            written = connection.scalar(_INSERT_VOTE_POSTGRESQL, {
+                **row, "option_ids": list(self.option_ids), "identities": claims,
+                "claims_until": self.claims_until})
+            if not written:
+                raise AlreadyRecorded()
+            return
+        connection.execute(_INSERT_BALLOT, {**row, "comment_hidden": False})
+        if self.option_ids:
+            connection.execute(_INSERT_CHOICES, [
+                {"ballot_id": row["id"], "option_id": option_id}
+                for option_id in self.option_ids])
+        if claims:
+            taken = connection.execute(_take_claims(row, claims, self.claims_until)).rowcount
+            if taken != len(claims):
+                raise AlreadyRecorded()
+
+
+def _write_in_place(connection, vote: _Vote) -> bool:
+    """Write a ballot of a poll with max_votes in the transaction of `connection`, only if
+    a place is left; close the poll when it takes the last one. The database, the record,
+    decides: the write lock on the poll's row comes first (PostgreSQL locks the row,
+    SQLite the database), so concurrent votes of the poll take places one at a time,
+    whether Redis is there or not, and the ballots never exceed max_votes."""
+    poll_id, now = vote.row["poll_id"], vote.row["created_at"]
+    polls = Poll.__table__
+    connection.execute(update(polls).where(polls.c.id == poll_id)
+                       .values(max_votes=polls.c.max_votes))
+    max_votes, closed_at, reason = connection.execute(
+        select(polls.c.max_votes, polls.c.closed_at, polls.c.closed_reason)
+        .where(polls.c.id == poll_id)).one()
+    if closed_at is not None:
+        raise PollFull() if reason == CLOSED_FULL else PollClosed("This poll is closed.")
+    taken = 0
+    if max_votes is not None:
+        taken = connection.scalar(select(func.count()).select_from(Ballot.__table__)
+                                  .where(Ballot.__table__.c.poll_id == poll_id))
+        if taken >= max_votes:
+            raise PollFull()
+    vote.insert(connection)
+    if max_votes is None or taken + 1 < max_votes:
+        return False
+    connection.execute(update(polls).where(polls.c.id == poll_id).values(
+        closed_at=now, closed_reason=CLOSED_FULL, updated_at=now))
+    return True
 
 
 def _take_claims(row: dict, claims: list[str], until: datetime | None):

@@ -9,7 +9,9 @@ The flow, and why:
 - The dispatcher (`dispatcher.tick`, every second in the worker) turns each completed
   batch into one delivery per subscribed webhook (`events`), announces scheduled closes
   whose `closes_at` passed since its last look, and hands due deliveries to the runner.
-  Manual closes are announced by the change that closes the poll (`dispatcher.announce_close`).
+  Manual closes are announced by the change that closes the poll (`dispatcher.announce_close`),
+  a poll's close at max_votes by the vote that took the last place (through
+  `service/infra/hooks.py`: the vote does not import webhooks).
 - The runner (`runners`) sends: RQ jobs on the `pollbox-webhooks` queue when Redis is
   shared (`flask --app wsgi webhooks worker`, `cli`), else threads in the web process.
   Each send is one `delivery.attempt`, through `sender` (SSRF guard, signature, POST).
@@ -26,7 +28,9 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """The worker command, and (without a shared Redis) the in-process sender, started
     by the first request of a process whose database has webhooks."""
+    from service.infra import hooks
     from service.webhooks import cli, dispatcher
 
     app.cli.add_command(cli.webhooks_cli)
+    app.extensions[hooks.ANNOUNCE_CLOSE] = dispatcher.announce_close
     app.before_request(dispatcher.start_if_configured)

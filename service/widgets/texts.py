@@ -22,7 +22,7 @@ DATE_FORMAT = "medium"
 MESSAGE_CODES = frozenset((
     "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
     "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
-    "vote_pending", "challenge_required",
+    "vote_pending", "challenge_required", "poll_full",
 ))
 
 
@@ -44,7 +44,13 @@ def messages() -> dict[str, str]:
         # retries by itself; the form without JavaScript asks the visitor to.
         "vote_pending": gettext("Your vote is being recorded. Please try again in a moment."),
         "challenge_required": needs_script(),
+        "poll_full": full_message(),
     }
+
+
+def full_message() -> str:
+    """What the widget says of a poll that closed itself at its max_votes."""
+    return gettext("This poll is full: it has reached its number of votes.")
 
 
 def needs_script() -> str:

@@ -13,7 +13,7 @@ from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ValidationFailed
 from service.infra.identity import Voter, keyed_hash
-from service.infra.models import challenge_on
+from service.infra.models import challenge_on, is_full
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies.counts import Counts
@@ -30,6 +30,7 @@ from service.widgets.blueprint import blp
 from service.widgets.texts import (
     MESSAGE_CODES,
     apply_locale,
+    full_message,
     later_message,
     messages,
     needs_script,
@@ -126,7 +127,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         notice = gettext("This poll opens on %(when)s.",
                          when=format_datetime(poll.opens_at, "medium"))
     elif status == "closed":
-        notice = gettext("This poll is closed.")
+        notice = full_message() if is_full(poll) else gettext("This poll is closed.")
     query = dict(page.query)
     config = {
         "pollId": poll.id,

@@ -660,3 +660,40 @@ def test_rotating_the_signing_secret(console, client, auth, make_poll):
     page = console.get(f"/console/polls/{poll['id']}").get_data(as_text=True)
     assert secret in page and poll["signing_secret"] not in page
     assert "New signing secret created." in page
+
+
+# --- max_votes ----------------------------------------------------------------------------
+
+
+def test_a_poll_created_with_max_votes_says_where_it_closes_then_that_it_is_full(
+        console, client, auth, vote):
+    poll_id = created_id(console.post("/console/polls/new", create_form(max_votes="2")))
+    assert api_poll(client, auth, poll_id)["max_votes"] == 2
+    page = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert '<span id="poll-max-votes">closes at 2 votes</span>' in page
+
+    for number in range(2):
+        assert vote({"id": poll_id, "options": api_poll(client, auth, poll_id)["options"]},
+                    ip=f"198.51.100.{number + 1}").status_code == 201
+
+    page = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert '<span id="poll-max-votes">full: closed at 2 votes</span>' in page
+
+
+def test_the_edit_form_sets_shows_and_clears_max_votes(console, client, auth, make_poll):
+    poll = make_poll(max_votes=5)
+    form = {"question": poll["question"], "kind": "single",
+            **{f"option_{o['id']}": o["label"] for o in poll["options"]}}
+    page = console.get(f"/console/polls/{poll['id']}/edit").get_data(as_text=True)
+    assert 'name="max_votes" min="1" max="10000000" value="5"' in page
+
+    assert console.post(f"/console/polls/{poll['id']}/edit",
+                        {**form, "max_votes": "7"}).status_code == 302
+    assert api_poll(client, auth, poll["id"])["max_votes"] == 7
+    assert console.post(f"/console/polls/{poll['id']}/edit", form).status_code == 302
+    assert api_poll(client, auth, poll["id"])["max_votes"] is None
+
+    refused = console.post(f"/console/polls/{poll['id']}/edit", {**form, "max_votes": "0"})
+    assert refused.status_code == 422
+    assert field_error(refused.get_data(as_text=True), "max_votes") == \
+        "Must be greater than or equal to 1 and less than or equal to 10000000."

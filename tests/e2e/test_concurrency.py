@@ -228,6 +228,41 @@ def test_concurrent_distinct_voters_all_count(start_server, owner_key, database)
     assert len(voting_workers(server)) == WORKERS
 
 
+MAX_VOTES = 100
+VOTERS_FOR_MAX_VOTES = 300
+
+
+def test_concurrent_voters_fill_max_votes_exactly(start_server, owner_key, database):
+    """300 distinct voters at once on a poll of max_votes 100: exactly 100 get a place,
+    the other 200 hear poll_full, and the tallies, the database and the poll agree."""
+    server = start_server(VOTERS_FOR_MAX_VOTES)
+    poll = create_poll(server.base_url, owner_key, duplicate_check="cookie_and_ip",
+                       max_votes=MAX_VOTES)
+    option_ids = [option["id"] for option in poll["options"]]
+    votes = [
+        ({"X-Forwarded-For": address(n)},
+         {"choices": [option_ids[OPTION_PATTERN[n % len(OPTION_PATTERN)]]]})
+        for n in range(VOTERS_FOR_MAX_VOTES)
+    ]
+
+    responses, seconds = asyncio.run(burst(server.base_url, poll["id"], votes))
+    print(f"{VOTERS_FOR_MAX_VOTES} voters for {MAX_VOTES} places: {seconds:.2f} s")
+
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {201: MAX_VOTES, 409: VOTERS_FOR_MAX_VOTES - MAX_VOTES}
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"poll_full"}
+    accepted = {r.json()["vote"]["id"] for r in responses if r.status_code == 201}
+    ballot_ids, choices, _ = recorded(database, poll["id"])
+    tallies = read_tallies(server.base_url, poll["id"])
+    assert ballot_ids == accepted
+    assert tallies["total_votes"] == len(ballot_ids) == MAX_VOTES
+    assert option_votes(tallies) == choices
+    shown = httpx.get(f"{server.base_url}/api/v1/polls/{poll['id']}",
+                      timeout=REQUEST_TIMEOUT_SECONDS).json()
+    assert (shown["status"], shown["full"]) == ("closed", True)
+    assert len(voting_workers(server)) == WORKERS
+
+
 CONTEXT = "/articles/healing-power"
 REBUILD_ROUNDS = 150
 REBUILD_PAUSE_SECONDS = 0.005

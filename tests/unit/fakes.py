@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from service.infra.errors import NotFound
+from service.infra.errors import NotFound, PollFull
 from service.infra.identity import Voter
 from service.infra.redis.lease import ProcessLease
 from service.infra.redis.scripts import (
@@ -64,6 +64,10 @@ class FakePolls:
     current: PollSnapshot | None
     cached: PollSnapshot | None = None
     loads: int = 0
+    closed_full_at: list[datetime] = field(default_factory=list)
+
+    def closed_full(self, poll_id: str, *, at: datetime) -> None:
+        self.closed_full_at.append(at)
 
     def peek(self, poll_id: str):
         return self.cached
@@ -144,6 +148,7 @@ class FakeBallots:
     # identity -> (ballot id, until: None for ever)
     claims: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
     fail_with: BaseException | None = None
+    max_votes: int | None = None  # the poll's, as the database holds it
 
     def _held(self, identity: str, at: datetime) -> bool:
         if identity not in self.claims:
@@ -152,9 +157,11 @@ class FakeBallots:
         return until is None or until > at
 
     def record(self, row: dict, *, option_ids: tuple[int, ...], claims: list[str],
-               claims_until: datetime | None) -> None:
+               claims_until: datetime | None, limited: bool = False) -> bool:
         if self.fail_with is not None:
             raise self.fail_with
+        if limited and self.max_votes is not None and len(self.rows) >= self.max_votes:
+            raise PollFull()
         keyed = row["idempotency_hash"]
         if any(self._held(claim, row["created_at"]) for claim in claims) or (
                 keyed is not None and any(other["idempotency_hash"] == keyed
@@ -162,6 +169,7 @@ class FakeBallots:
             raise AlreadyRecorded()
         self.rows[row["id"]] = {**row, "option_ids": option_ids}
         self.claims.update(dict.fromkeys(claims, (row["id"], claims_until)))
+        return limited and self.max_votes is not None and len(self.rows) == self.max_votes
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None:
         for row in self.rows.values():

@@ -14,12 +14,14 @@ from service.infra.errors import (
     NotFound,
     OriginNotAllowed,
     PollClosed,
+    PollFull,
     ValidationFailed,
     VotePending,
 )
 from service.infra.redis.scripts import (
     Admitted,
     Duplicate,
+    Full,
     InFlight,
     KeyAnswered,
     KeyHeld,
@@ -117,6 +119,38 @@ def test_a_duplicate_is_refused_naming_the_identity_seen_and_counted_by_the_scri
     assert isinstance(error, DuplicateVote) and error.identity == "ip"
     assert voting.ballots.rows == {}
     assert voting.scripts.outcomes == []  # the script counted it
+
+
+def test_a_poll_whose_tally_is_full_is_refused_by_the_script_claiming_nothing():
+    voting = a_voting(poll=a_poll(max_votes=3), scripts=FakeScripts().answer(Full()))
+
+    error = refusal(cast(voting))
+
+    assert isinstance(error, PollFull) and error.code == "poll_full"
+    assert voting.scripts.admitted[0].max_votes == 3
+    assert voting.ballots.rows == {}
+    assert voting.scripts.outcomes == []  # the script counted it
+
+
+def test_the_last_place_is_the_databases_to_give_and_its_vote_closes_the_poll():
+    voting = a_voting(poll=a_poll(max_votes=2, duplicate_check="none"),
+                      ballots=FakeBallots(max_votes=2))
+
+    assert isinstance(cast(voting, address="192.0.2.1"), Accepted)
+    assert voting.polls.closed_full_at == []
+    assert isinstance(cast(voting, address="192.0.2.2"), Accepted)
+    assert voting.polls.closed_full_at == [NOW]
+    error = refusal(cast(voting, address="192.0.2.3"))
+    assert isinstance(error, PollFull)
+    assert len(voting.ballots.rows) == 2
+
+
+def test_a_copy_of_a_full_poll_refuses_with_poll_full_not_poll_closed():
+    full = a_poll(max_votes=1, closed_at=NOW, closed_reason="full")
+    voting = a_voting(poll=full)
+
+    assert isinstance(refusal(cast(voting)), PollFull)
+    assert voting.scripts.outcomes == ["poll_closed"]  # counted as a closed poll
 
 
 def test_a_duplicate_the_script_left_uncounted_is_counted_once_decided():

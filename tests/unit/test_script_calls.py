@@ -28,7 +28,7 @@ def test_admit_lists_version_limits_key_integrity_then_claims():
         keys.rate_limit("P", "addr", 2, 1000), "E", keys.integrity("P", "2026120312"),
         keys.lease("P", "me"), keys.seen("P", "cookie:c"), keys.seen("P", "ip:i"),
     ]
-    assert args == [1000, 2, "1", 60, "1", "v9", 3, 60_000, 2, 1000, "T", "B", 5000,
+    assert args == [1000, 2, "1", 60, "1", "v9", 0, 3, 60_000, 2, 1000, "T", "B", 5000,
                     "b1", 0, 45_000, "me", 3000, "cookie", "ip"]
     assert call.claim == "b1:0:1000:me"  # what admit.lua writes: ballot:until:claimed:owner
 
@@ -41,7 +41,18 @@ def test_admit_for_the_limits_alone_claims_nothing():
 
     assert script_keys == [keys.rate_limit("P", "a", 1, 10), keys.integrity("P", "h"),
                            keys.lease("P", "")]
-    assert args == [1, 1, "0", 60, "0", "", 1, 10, "", 0, 0, "", 0]
+    assert args == [1, 1, "0", 60, "0", "", 0, 1, 10, "", 0, 0, "", 0]
+
+
+def test_admit_of_a_poll_with_max_votes_reads_its_tally_after_the_version():
+    call = AdmitCall(poll_id="P", now_ms=1, integrity_hour="h", retention_seconds=60,
+                     ballot_id="b1", identities=(("ip", "ip:i"),), version="v1", max_votes=100)
+
+    script_keys, args = call.keys_and_args()
+
+    assert script_keys == [keys.poll_version("P"), keys.tally("P"), keys.integrity("P", "h"),
+                           keys.lease("P", ""), keys.seen("P", "ip:i")]
+    assert args[5:7] == ["v1", 100]
 
 
 def test_count_lists_its_tally_scopes_then_each_steps_keys_in_order():

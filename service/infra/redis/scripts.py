@@ -67,6 +67,8 @@ class AdmitCall:
     lease_ms: int = 0  # how long the lease lasts once set
     count_duplicate: bool = False  # count a duplicate refusal in the integrity hash
     version: str | None = None  # the caller's unverified copy of the poll
+    # The poll's max_votes (0: none): refused as Full once its tally counts that many.
+    max_votes: int = 0
 
     @property
     def claim(self) -> str:
@@ -76,11 +78,13 @@ class AdmitCall:
 
     def keys_and_args(self) -> tuple[list[str], list]:
         script_keys = [keys.poll_version(self.poll_id)] if self.version else []
+        if self.max_votes:
+            script_keys.append(keys.tally(self.poll_id))
         script_keys += [keys.rate_limit(self.poll_id, self.limited_as, limit.amount,
                                         limit.window_ms) for limit in self.limits]
         args: list = [self.now_ms, len(self.limits), "0" if self.key is None else "1",
                       self.retention_seconds, "1" if self.count_duplicate else "0",
-                      self.version or ""]
+                      self.version or "", self.max_votes]
         for limit in self.limits:
             args += [limit.amount, limit.window_ms]
         if self.key is not None:
@@ -147,6 +151,11 @@ class Stale:
 
 
 @dataclass(frozen=True)
+class Full:
+    """The poll's tally counts its max_votes ballots already; nothing was claimed."""
+
+
+@dataclass(frozen=True)
 class KeyAnswered:
     """The Idempotency-Key has its answer already: the entry's fields."""
 
@@ -168,8 +177,8 @@ class KeyHeld:
     """idempotency.lua's 'begin': the key is now the caller's to answer."""
 
 
-Admission = (Admitted | Duplicate | InFlight | Unresolved | Limited | Stale | KeyAnswered
-             | KeyPending | KeyMismatch)
+Admission = (Admitted | Duplicate | InFlight | Unresolved | Limited | Stale | Full
+             | KeyAnswered | KeyPending | KeyMismatch)
 KeyState = KeyHeld | KeyAnswered | KeyPending | KeyMismatch
 
 
@@ -200,6 +209,8 @@ def _refusal_or_key_state(reply: list) -> Admission:
         return Limited(int(reply[1]))
     if state == b"stale":
         return Stale()
+    if state == b"full":
+        return Full()
     if state == b"done":
         return KeyAnswered(_entry(reply[1:]))
     if state == b"pending":

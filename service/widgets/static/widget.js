@@ -274,6 +274,9 @@
           send(body, retries, challenged + 1);
           return;
         }
+        /* The poll filled up while the form was open: show it as it is now (closed,
+           "full", with its results where the poll shows them). */
+        if (data.code === "poll_full") { window.location.reload(); return; }
         if (!RETRY_CODES[data.code]) { idempotencyKey = null; }  /* pending: same key again */
         var code = data.code;
         if (code === "validation_error") { code = "invalid"; }

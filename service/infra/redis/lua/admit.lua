@@ -2,13 +2,14 @@
 -- check, in one atomic step (the vote's first of two Redis round trips).
 -- Every key is of one poll (one `{poll id}` hash tag: one Redis Cluster slot).
 --
--- KEYS, in this order: the poll's version token when ARGV[6] is not empty; one
--- moving-window list per rate limit (ARGV[2] of them); the Idempotency-Key entry when
+-- KEYS, in this order: the poll's version token when ARGV[6] is not empty; the poll's
+-- tally when ARGV[7] (max_votes) is above 0; one moving-window list per rate limit (ARGV[2] of them); the Idempotency-Key entry when
 -- ARGV[3] is '1'; the integrity hash of this hour; the caller's lease key (keys.lease);
 -- one "seen" key per voter identity (the rest).
 -- ARGV[1] now (ms); ARGV[2] n limits; ARGV[3] '1' with an Idempotency-Key;
 -- ARGV[4] integrity retention (s); ARGV[5] '1' to count a duplicate here;
 -- ARGV[6] the version token of the caller's copy of the poll, '' when it is known fresh;
+-- ARGV[7] the poll's max_votes, 0 for none;
 -- then per limit: amount, window (ms);
 -- then with a key: the caller's token, the body hash, ms to hold an unanswered entry;
 -- then the claim: ballot id, vote window (ms, 0 = one vote ever), orphan age (ms), the
@@ -21,6 +22,8 @@
 --   {'mismatch'}               the key was used with another body
 --   {'pending'}                another request holds the key
 --   {'done', entry fields...}  the key's stored answer (HGETALL of the entry)
+--   {'full'}                   the poll's tally counts max_votes ballots already
+--                              (counted as poll_closed; nothing claimed)
 --   {'duplicate', index, claim, counted}  identity `index` (1-based) is claimed by a
 --                              committed ballot; counted is 1 when this script counted
 --                              the refusal (integrity)
@@ -39,7 +42,8 @@ local n_limits = tonumber(ARGV[2])
 local keyed = ARGV[3] == '1'
 local retention = tonumber(ARGV[4])
 local count_duplicate = ARGV[5] == '1'
-local a = 7
+local max_votes = tonumber(ARGV[7])
+local a = 8
 local k = 1
 
 -- The caller's cached copy of the poll decided what to ask: it must still be current.
@@ -48,6 +52,11 @@ if ARGV[6] ~= '' then
     return {'stale'}
   end
   k = 2
+end
+local tally
+if max_votes > 0 then
+  tally = KEYS[k]
+  k = k + 1
 end
 
 local integrity = KEYS[k + n_limits + (keyed and 1 or 0)]
@@ -103,6 +112,15 @@ k = k + 1  -- the integrity hash
 
 local lease = KEYS[k]
 k = k + 1
+
+-- A poll with max_votes whose tally (committed ballots only: count.lua counts a ballot
+-- after its commit) has them all is full: refused here, before anything is claimed and
+-- without asking the database. Below that, the database gives the last places out
+-- (service/voting/records.py): a tally being rebuilt (absent) refuses nothing.
+if tally and tonumber(redis.call('HGET', tally, 'total') or '0') >= max_votes then
+  refused('poll_closed')
+  return {'full'}
+end
 
 -- The duplicate check: all identities or none.
 local ballot, window, orphan_ms = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
