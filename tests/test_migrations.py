@@ -73,6 +73,11 @@ MIGRATIONS = {
         poll_columns={"challenge", "challenge_until"},
         tables={"spent_challenges"},
     ),
+    "0013": Adds(  # a voter may change their vote; the ballot says when they last did
+        previous="0011",
+        poll_columns={"allow_change"},
+        ballot_columns={"changed_at"},
+    ),
 }
 
 

@@ -127,6 +127,11 @@ class PollClosed(ServiceError):
     detail = "This poll is not open for voting."
 
 
+class ChangeNotAllowed(ServiceError):
+    status, code = 409, "change_not_allowed"
+    detail = "This poll does not let voters change their vote."
+
+
 IDEMPOTENCY_RETRY_AFTER_SECONDS = 1
 
 
