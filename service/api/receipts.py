@@ -10,7 +10,7 @@ from service.infra.db import db
 from service.infra.redis import redis_handle
 from service.voting import receipts
 from service.voting.ballot import Ballot
-from service.voting.change import change
+from service.voting.change import change_by_receipt
 from service.voting.schemas import ChangeResultSchema, ChangeSchema, ReceiptVoteSchema
 from service.webhooks.dispatcher import announce_change
 
@@ -42,9 +42,10 @@ class Receipt(MethodView):
         other answer and comment become these, checked as a new vote's are. The vote keeps
         its id and receipt; the tallies move it (`vote.changed` webhooks are told)."""
         moment = now()
-        answer = change(session=db.session, redis=redis_handle(), receipt=receipt,
-                        ballot=Ballot(choices=tuple(fields["choices"]), other=fields["other"],
-                                      comment=fields["comment"]), now=moment)
+        answer = change_by_receipt(
+            session=db.session, redis=redis_handle(), receipt=receipt,
+            ballot=Ballot(choices=tuple(fields["choices"]), other=fields["other"],
+                          comment=fields["comment"]), now=moment)
         announce_change(session=db.session, ballot_id=answer["vote"]["id"], now=moment)
         return answer
 

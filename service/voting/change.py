@@ -47,11 +47,20 @@ class Changed:
     has_other: bool
 
 
-def change(*, session: Session, redis: RedisHandle, receipt: str, ballot: Ballot,
+def change_by_receipt(*, session: Session, redis: RedisHandle, receipt: str, ballot: Ballot,
+                      now: datetime) -> dict:
+    """Change the receipt's vote (see `change`); the answer's vote shows the receipt."""
+    answer = change(session=session, redis=redis, row=get_ballot(session=session,
+                                                                 receipt=receipt),
+                    ballot=ballot, now=now)
+    answer["vote"]["receipt"] = receipt
+    return answer
+
+
+def change(*, session: Session, redis: RedisHandle, row: BallotRow, ballot: Ballot,
            now: datetime) -> dict:
-    """Change the receipt's vote to `ballot` (choices, other, comment), checked as a new
-    vote is; answer the vote as it is now and the tallies the voter may see."""
-    row = get_ballot(session=session, receipt=receipt)
+    """Change the vote `row` to `ballot` (choices, other, comment), checked as a new vote
+    is; answer the vote as it is now and the tallies the voter may see."""
     poll = poll_cache.get_poll_snapshot(session=session, redis=redis, poll_id=row.poll_id)
     if not poll.allow_change:
         raise ChangeNotAllowed()
@@ -62,7 +71,7 @@ def change(*, session: Session, redis: RedisHandle, receipt: str, ballot: Ballot
                       now=now)
     _move(redis=redis, changed=changed)
     shown = results_visible(poll, now=now, is_owner=False, has_voted=lambda: True)
-    answer = {"vote": _vote_of(session, row.id, receipt=receipt), "tallies": None}
+    answer = {"vote": _vote_of(session, row.id), "tallies": None}
     if shown:
         counts = tallies.read(session=session, redis=redis, poll=poll)
         answer["tallies"] = tallies_view(poll, counts, now=now,
@@ -134,9 +143,11 @@ def _move(*, redis: RedisHandle, changed: Changed) -> None:
         redis.scripts.change(call)
 
 
-def _vote_of(session: Session, ballot_id: str, *, receipt: str) -> dict:
+def _vote_of(session: Session, ballot_id: str) -> dict:
     """The vote as it is now, as the answer shows it."""
     row = session.get(BallotRow, ballot_id, populate_existing=True)
+    if row is None:
+        raise UnknownReceipt()  # withdrawn since
     choices = session.execute(
         select(Option.id, Option.label)
         .join(BallotChoice, BallotChoice.option_id == Option.id)
@@ -144,7 +155,7 @@ def _vote_of(session: Session, ballot_id: str, *, receipt: str) -> dict:
         .order_by(Option.position)
     ).all()
     return {
-        "id": row.id, "receipt": receipt, "created_at": iso(row.created_at),
+        "id": row.id, "created_at": iso(row.created_at),
         "changed_at": iso(row.changed_at),
         "choices": [{"id": option_id, "label": label} for option_id, label in choices],
         "other": row.other, "comment": row.comment, "context": row.context,
