@@ -72,6 +72,10 @@ def change(*, session: Session, redis: RedisHandle, row: BallotRow, ballot: Ball
     _move(redis=redis, changed=changed)
     shown = results_visible(poll, now=now, is_owner=False, has_voted=lambda: True)
     answer = {"vote": _vote_of(session, row.id), "tallies": None}
+    # The session gives its connection back: a tally rebuilt from the database takes one
+    # of its own, and no request may hold two (with the pool full of such requests, none
+    # would get its second).
+    session.commit()
     if shown:
         counts = tallies.read(session=session, redis=redis, poll=poll)
         answer["tallies"] = tallies_view(poll, counts, now=now,
