@@ -124,7 +124,7 @@ def test_hidden_comment_stays_in_every_export_format_marked(client, auth, voted)
     body = client.get(url, query_string={"data": "votes", "format": "csv"},
                       headers=auth).get_data(as_text=True)
     assert body.startswith("vote_id,created_at,option_ids,other,comment,context,voter,"
-                           "comment_hidden\r\n")
+                           "comment_hidden,changed_at\r\n")
     rows = {row["vote_id"]: row for row in csv.DictReader(io.StringIO(body, newline=""))}
     assert (rows[answers[0]]["comment"], rows[answers[0]]["comment_hidden"]) == ("first", "true")
     assert rows[answers[2]]["comment_hidden"] == "false"

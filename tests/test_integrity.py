@@ -24,12 +24,13 @@ def report(client, poll: dict, auth: dict) -> dict:
     return response.get_json()
 
 
-def counts(accepted=0, withdrawn=0, cookie=0, ip=0, user=0, rate_limited=0,
+def counts(accepted=0, withdrawn=0, changed=0, cookie=0, ip=0, user=0, rate_limited=0,
            origin_not_allowed=0, poll_closed=0, vote_pending=0, challenge_failed=0,
            released_dead_claims=0) -> dict:
     return {
         "accepted": accepted,
         "withdrawn": withdrawn,
+        "changed": changed,
         "rejected": {
             "duplicate_vote": {"total": cookie + ip + user, "cookie": cookie, "ip": ip,
                                "user": user},

@@ -77,6 +77,11 @@ MIGRATIONS = {
         previous="0011",
         poll_columns={"max_votes", "closed_reason"},
     ),
+    "0013": Adds(  # a voter may change their vote; the ballot says when they last did
+        previous="0012",
+        poll_columns={"allow_change"},
+        ballot_columns={"changed_at"},
+    ),
 }
 
 

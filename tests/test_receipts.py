@@ -65,6 +65,7 @@ def test_receipt_shows_the_vote(client, make_poll, vote):
         "poll_id": poll["id"],
         "vote_id": answer["id"],
         "created_at": answer["created_at"],
+        "changed_at": None,
         "choices": [{"id": option["id"], "label": option["label"]}
                     for option in (poll["options"][0], poll["options"][2])],
         "other": "Sometimes",

@@ -460,6 +460,28 @@ def test_closing_a_poll_fires_poll_closed_once(hook_client, hooks_app, auth, mak
     assert len(deliveries(hook_client, auth, hook)) == 1
 
 
+def test_a_changed_vote_fires_vote_changed_with_the_vote_as_it_is_now(
+        hook_client, hooks_app, auth, make_hook, make_poll, vote, receiver):
+    poll = make_poll(allow_change=True, allow_comment=True)
+    yes, _past, no = (option["id"] for option in poll["options"])
+    hook = make_hook(events=["vote.changed"])
+    cast = vote(poll, [yes]).get_json()["vote"]
+
+    changed = hook_client.put(f"/api/v1/receipts/{cast['receipt']}",
+                              json={"choices": [no], "comment": "Thought again"})
+
+    assert changed.status_code == 200, changed.get_json()
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests  # the vote itself is not told: not subscribed
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["type"] == "vote.changed" and event["data"]["poll_id"] == poll["id"]
+    [told] = event["data"]["votes"]
+    assert (told["id"], told["choices"], told["comment"]) == (cast["id"], [no],
+                                                              "Thought again")
+    assert told["changed_at"] == changed.get_json()["vote"]["changed_at"]
+    assert told["created_at"] == cast["created_at"]
+
+
 def test_poll_closed_counts_the_votes_from_before_pollbox(hook_client, hooks_app, auth,
                                                           make_hook, make_poll, vote,
                                                           receiver):

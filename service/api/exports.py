@@ -81,6 +81,11 @@ class VoteRowSchema(StrictSchema):
         required=True,
         metadata={"description": "The owner hid the comment from every public surface."},
     )
+    changed_at = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "When the voter last changed the vote (the row shows it as "
+                  "it is now); null: as cast.", "example": "2026-11-29T12:05:00Z"},
+    )
 
 
 class PollExportSchema(StrictSchema):

@@ -19,7 +19,9 @@ from service.webhooks.events import EVENTS
 
 blp = Blueprint(
     "webhooks", __name__, url_prefix="/api/v1/webhooks",
-    description="Signed deliveries of `vote.created` and `poll.closed` to owners' endpoints.",
+    description="Signed deliveries of `vote.created`, `vote.changed` (a voter changed their "
+                "vote: its `votes` hold it as it is now, with `changed_at`) and `poll.closed` "
+                "to owners' endpoints.",
 )
 
 PAGE_SIZE_DEFAULT = 20

@@ -18,7 +18,7 @@ from service.polls.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
 
 INTEGER_FIELDS = ("max_choices", "vote_window_seconds", "retention_days", "results_min_votes",
                   "max_votes")
-BOOLEAN_FIELDS = ("allow_other", "allow_comment", "shuffle_options")
+BOOLEAN_FIELDS = ("allow_other", "allow_comment", "shuffle_options", "allow_change")
 CHOICE_FIELDS = ("kind", "duplicate_check", "challenge", "results")
 TIME_FIELDS = ("opens_at", "closes_at")
 # What an empty input means: None = send null (clears it); absent = the API's default.

@@ -51,9 +51,10 @@ COLUMNS = {
     "tallies": ("poll_id", "question", "option_id", "option_label", "votes", "percent",
                 "ci95_low", "ci95_high", "baseline_votes"),
     "timeseries": ("bucket_start", "option_id", "option_label", "votes"),
-    # `comment_hidden` (after the contract's columns): the owner hid the comment publicly.
+    # `comment_hidden` (after the contract's columns): the owner hid the comment publicly;
+    # `changed_at`: when its voter last changed the vote (empty: as cast).
     "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter",
-              "comment_hidden"),
+              "comment_hidden", "changed_at"),
 }
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",  # RFC 4180 names its charset parameter
@@ -440,7 +441,8 @@ def pseudonymizer(secret: str, poll_id: str) -> Callable[[str | None], str | Non
 
 def vote_rows(*, session: Session, poll: Poll, secret: str,
               filters: Filters) -> Iterator[tuple]:
-    """One row per ballot, oldest first, with its options in the poll's order.
+    """One row per ballot as it is now (changed votes with their new options and their
+    `changed_at`), oldest first, with its options in the poll's order.
 
     A ballot's choices arrive as consecutive rows (ordered by ballot) and are gathered
     here, so only one ballot is held at a time.
@@ -451,7 +453,7 @@ def vote_rows(*, session: Session, poll: Poll, secret: str,
         session,
         select(Ballot.id, utc_iso(Ballot.created_at), Ballot.other, Ballot.comment,
                Ballot.context, Ballot.user_hash, Ballot.cookie_hash, BallotChoice.option_id,
-               Ballot.comment_hidden)
+               Ballot.comment_hidden, utc_iso(Ballot.changed_at))
         .outerjoin(BallotChoice, BallotChoice.ballot_id == Ballot.id)
         .where(*_conditions(poll.id, filters))
         .order_by(Ballot.created_at, Ballot.id)
@@ -472,13 +474,15 @@ def vote_rows(*, session: Session, poll: Poll, secret: str,
 
 def _vote_row(ballot, option_ids: list[int], positions: dict[int, int],
               pseudonym: Callable[[str | None], str | None]) -> tuple:
-    ballot_id, created, other, comment, context, user_hash, cookie_hash, _, hidden = ballot
+    (ballot_id, created, other, comment, context, user_hash, cookie_hash, _, hidden,
+     changed) = ballot
     if len(option_ids) > 1:
         option_ids.sort(key=lambda option_id: positions.get(option_id, option_id))
     # A signed site user is the respondent where the poll has one; else the browser.
     voter = pseudonym(f"user:{user_hash}" if user_hash else
                       f"cookie:{cookie_hash}" if cookie_hash else None)
-    return (ballot_id, created, option_ids, other, comment, context, voter, bool(hidden))
+    return (ballot_id, created, option_ids, other, comment, context, voter, bool(hidden),
+            changed)
 
 
 def count_rows(*, session: Session, poll: Poll, params: ExportParams) -> int:

@@ -22,7 +22,8 @@ from service.infra.errors import ValidationFailed
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # A sheet holds 1,048,576 rows: the header and this many more.
 MAX_ROWS = 1_048_575
-TIME_COLUMNS = {"created_at": "yyyy-mm-dd hh:mm:ss", "bucket_start": "yyyy-mm-dd hh:mm"}
+TIME_COLUMNS = {"created_at": "yyyy-mm-dd hh:mm:ss", "changed_at": "yyyy-mm-dd hh:mm:ss",
+                "bucket_start": "yyyy-mm-dd hh:mm"}
 LIST_SEPARATOR = ";"  # as in the CSV
 READ_CHUNK_BYTES = 64 * 1024
 # Let the worker's other connections in this often while a big sheet is written
@@ -79,7 +80,10 @@ def _writer(page, book, column: str):
     if column in TIME_COLUMNS:
         shown = book.add_format({"num_format": TIME_COLUMNS[column]})
 
-        def write_time(row: int, col: int, value: str) -> None:
+        def write_time(row: int, col: int, value: str | None) -> None:
+            if value is None:  # a vote never changed
+                page.write_blank(row, col, None)
+                return
             # The database's ISO text ("2026-11-29T12:00:00Z"), read without its zone.
             page.write_datetime(row, col, datetime.fromisoformat(value[:19]), shown)
 

@@ -132,6 +132,11 @@ class PollFull(ServiceError):
     detail = "This poll reached its max_votes and is closed."
 
 
+class ChangeNotAllowed(ServiceError):
+    status, code = 409, "change_not_allowed"
+    detail = "This poll does not let voters change their vote."
+
+
 IDEMPOTENCY_RETRY_AFTER_SECONDS = 1
 
 

@@ -100,6 +100,8 @@ class Poll(Base):
     allow_comment: Mapped[bool]
     # The widget shows the options in an order of each visitor's own (widgets/order.py).
     shuffle_options: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A voter may change their vote (PUT /api/v1/receipts/<receipt>) while the poll is open.
+    allow_change: Mapped[bool] = mapped_column(default=False, server_default=false())
     duplicate_check: Mapped[str] = mapped_column(String(16))
     # `none`, `pow` (every vote solves a proof of work) or `auto` (only while the poll
     # looks attacked: until `challenge_until`, service/voting/challenge.py).
@@ -247,6 +249,8 @@ class Ballot(Base):
     idempotency_hash: Mapped[str | None] = mapped_column(String(32))
     # Hidden by the owner: off every public surface, kept (marked) in the owner's exports.
     comment_hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # When its voter last changed it (None: as cast); service/voting/change.py.
+    changed_at: Mapped[datetime | None]
 
 
 class BallotChoice(Base):

@@ -77,6 +77,7 @@ class PollSnapshot:
     allow_other: bool
     allow_comment: bool
     shuffle_options: bool
+    allow_change: bool
     challenge: str
     challenge_until: datetime | None
     duplicate_check: str
@@ -109,6 +110,7 @@ class PollSnapshot:
             id=poll.id, owner_id=poll.owner_id, question=poll.question, kind=poll.kind,
             max_choices=poll.max_choices, allow_other=poll.allow_other,
             allow_comment=poll.allow_comment, shuffle_options=poll.shuffle_options,
+            allow_change=poll.allow_change,
             challenge=poll.challenge, challenge_until=poll.challenge_until,
             duplicate_check=poll.duplicate_check,
             vote_window_seconds=poll.vote_window_seconds, results=poll.results,

@@ -24,20 +24,20 @@ SIGNING_SECRET_BYTES = 32
 SCAN_BATCH = 500
 PUBLIC_FIELDS = (
     "id", "question", "kind", "max_choices", "allow_other", "allow_comment",
-    "shuffle_options", "challenge", "max_votes", "results",
+    "shuffle_options", "allow_change", "challenge", "max_votes", "results",
     "results_min_votes", "opens_at", "closes_at", "locale", "created_at", "updated_at",
 )
 OWNER_FIELDS = ("duplicate_check", "vote_window_seconds", "retention_days", "allowed_origins",
                 "signing_secret")
 SETTABLE_FIELDS = (
     "question", "kind", "max_choices", "allow_other", "allow_comment", "shuffle_options",
-    "challenge", "max_votes", "duplicate_check",
+    "allow_change", "challenge", "max_votes", "duplicate_check",
     "vote_window_seconds", "retention_days", "results", "results_min_votes", "opens_at",
     "closes_at", "allowed_origins", "locale",
 )
 # Fields a poll may be created without (the demo and the page-feedback preset): defaults.
-OPTIONAL_FIELDS = {"retention_days": None, "shuffle_options": False, "challenge": "none",
-                   "max_votes": None}
+OPTIONAL_FIELDS = {"retention_days": None, "shuffle_options": False, "allow_change": False,
+                   "challenge": "none", "max_votes": None}
 SECONDS_PER_DAY = 86_400
 
 

@@ -22,6 +22,12 @@ SHUFFLE_DESCRIPTION = (
     "true: the widget shows the options in an order of each visitor's own, the same on "
     "every load (seeded by the poll and the visitor's network address), against order "
     "bias; the API, exports, results and the owner's views keep the owner's order.")
+CHANGE_DESCRIPTION = (
+    "true: a voter may change their vote while the poll is open (PUT "
+    "/api/v1/receipts/<receipt> with the receipt their vote's 201 answer carried, or "
+    "\"Change my vote\" in the widget); the vote keeps its id and receipt, the tallies "
+    "move it, exports show it as it is now with its `changed_at`. false: 409 "
+    "change_not_allowed.")
 CHALLENGE_DESCRIPTION = (
     "Bot protection. `none`; `pow`: every vote carries the solution of a proof-of-work "
     "challenge (GET /api/v1/polls/<id>/challenge; the widget solves it in the browser, "
@@ -82,6 +88,8 @@ class PollCreateSchema(Schema):
     allow_comment = StrictBoolean(load_default=False)
     shuffle_options = StrictBoolean(load_default=False,
                                     metadata={"description": SHUFFLE_DESCRIPTION})
+    allow_change = StrictBoolean(load_default=False,
+                                 metadata={"description": CHANGE_DESCRIPTION})
     challenge = fields.String(load_default="none", validate=validate.OneOf(CHALLENGES),
                               metadata={"description": CHALLENGE_DESCRIPTION})
     duplicate_check = fields.String(
@@ -152,6 +160,7 @@ class PollUpdateSchema(Schema):
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()
     shuffle_options = StrictBoolean(metadata={"description": SHUFFLE_DESCRIPTION})
+    allow_change = StrictBoolean(metadata={"description": CHANGE_DESCRIPTION})
     challenge = fields.String(validate=validate.OneOf(CHALLENGES),
                               metadata={"description": CHALLENGE_DESCRIPTION})
     duplicate_check = fields.String(validate=validate.OneOf(DUPLICATE_CHECKS))
@@ -212,6 +221,7 @@ class PollSchema(Schema):
     allow_other = fields.Boolean()
     allow_comment = fields.Boolean()
     shuffle_options = fields.Boolean(metadata={"description": SHUFFLE_DESCRIPTION})
+    allow_change = fields.Boolean(metadata={"description": CHANGE_DESCRIPTION})
     challenge = fields.String(metadata={"enum": list(CHALLENGES),
                                         "description": CHALLENGE_DESCRIPTION})
     max_votes = fields.Integer(allow_none=True, metadata={"description": MAX_VOTES_DESCRIPTION})

@@ -61,6 +61,14 @@ class Counts:
         return counts
 
 
+def change_token(ballot_id: str, changed_at: datetime) -> str:
+    """What names one change of a ballot in a tally's included set: a rebuild whose
+    snapshot held the change notes it, so the change's late move is not applied twice
+    (lua/change.lua)."""
+    moment = changed_at.astimezone(UTC)
+    return f"{ballot_id}@{int(moment.timestamp()) * 1_000_000 + moment.microsecond}"
+
+
 def from_database(*, session: Session | Connection, poll_id: str,
                   context: str | None = None) -> Counts:
     """Count the poll's ballots in the database (a session, or a snapshot connection).
@@ -195,11 +203,15 @@ def rebuild(*, engine: Engine, redis: RedisHandle, poll_id: str,
 def _ballots_in_snapshot(connection: Connection, *, poll_id: str, context: str | None,
                          candidates: list[str]) -> list[str]:
     """Ids the snapshot holds among recent ballots and the given candidates: the ones a
-    late count must not add again."""
+    late count must not add again; and the recent changes it holds (their tokens), which
+    a late move must not apply again."""
     since = datetime.now(UTC) - timedelta(seconds=RECENT_BALLOT_SECONDS)
     found = set(connection.scalars(
         select(Ballot.id).where(*_ballot_filter(poll_id, context), Ballot.created_at >= since)
     ))
+    found.update(change_token(ballot_id, changed_at) for ballot_id, changed_at in
+                 connection.execute(select(Ballot.id, Ballot.changed_at).where(
+                     *_ballot_filter(poll_id, context), Ballot.changed_at >= since)))
     for start in range(0, len(candidates), IN_CLAUSE_BATCH):
         batch = candidates[start : start + IN_CLAUSE_BATCH]
         found.update(connection.scalars(select(Ballot.id).where(Ballot.id.in_(batch))))

@@ -124,8 +124,9 @@ def check_origin(poll, facts: VoteFacts) -> None:
     raise OriginNotAllowed()
 
 
-def validate(poll, ballot: Ballot) -> None:
-    """Check the ballot against the poll's rules: ValidationFailed names each field."""
+def validate(poll, ballot: Ballot, *, check_user: bool = True) -> None:
+    """Check the ballot against the poll's rules: ValidationFailed names each field. A
+    change (check_user False) is made with the vote's receipt, not the site's user."""
     errors: dict[str, list[str]] = {}
     messages = _choice_errors(poll, ballot)
     if ballot.other is not None and not poll.allow_other:
@@ -134,7 +135,7 @@ def validate(poll, ballot: Ballot) -> None:
         errors["choices"] = messages
     if ballot.comment is not None and not poll.allow_comment:
         errors["comment"] = ["This poll does not accept comments."]
-    if poll.duplicate_check == "user":
+    if check_user and poll.duplicate_check == "user":
         errors.update(_user_errors(poll, ballot.user))
     if errors:
         raise ValidationFailed(errors)

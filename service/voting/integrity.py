@@ -19,7 +19,7 @@ from service.infra.redis import RedisHandle
 RETENTION_DAYS = 30
 RETENTION_SECONDS = RETENTION_DAYS * 24 * 3600
 HOUR_FORMAT = "%Y%m%d%H"
-ACCEPTED, WITHDRAWN = "accepted", "withdrawn"
+ACCEPTED, WITHDRAWN, CHANGED = "accepted", "withdrawn", "changed"
 # A vote whose process died between its claim and its commit, released (cast.py).
 RELEASED_DEAD_CLAIMS = "released_dead_claims"
 DUPLICATE_KINDS = ("cookie", "ip", "user")
@@ -59,6 +59,7 @@ def _counts(raw: dict[bytes, bytes]) -> dict:
     return {
         ACCEPTED: fields.get(ACCEPTED, 0),
         WITHDRAWN: fields.get(WITHDRAWN, 0),
+        CHANGED: fields.get(CHANGED, 0),
         "rejected": {
             "duplicate_vote": {"total": sum(duplicates.values()), **duplicates},
             **{reason: fields.get(reason, 0) for reason in REFUSALS[1:]},

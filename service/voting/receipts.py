@@ -1,4 +1,5 @@
-"""Voter receipts: show a vote, or withdraw it, with the secret its 201 answer carried.
+"""Voter receipts: show a vote, or withdraw it, with the secret its 201 answer carried
+(change.py changes it).
 
 Only the receipt's SHA-256 is stored (ballots.receipt_hash).
 """
@@ -47,6 +48,7 @@ def vote_view(*, session: Session, ballot: Ballot) -> dict:
         "poll_id": ballot.poll_id,
         "vote_id": ballot.id,
         "created_at": ballot.created_at,
+        "changed_at": ballot.changed_at,
         "choices": [{"id": option_id, "label": label} for option_id, label in choices],
         "other": ballot.other,
         "comment": ballot.comment,

@@ -223,6 +223,17 @@ def _take_claims(row: dict, claims: list[str], until: datetime | None):
         where=table.c.expires_at <= row["created_at"])
 
 
+def own_ballot(*, session: Session, poll, voter: Voter, secret: str) -> Ballot | None:
+    """The ballot this browser cast (by its voter cookie alone, never by its address: a
+    neighbour's vote is not theirs to see or change), if any."""
+    if voter.cookie_is_new:
+        return None
+    return session.scalar(select(Ballot).where(
+        Ballot.poll_id == poll.id,
+        Ballot.cookie_hash == keyed_hash(secret, poll.id, "cookie", voter.cookie_id),
+    ).order_by(Ballot.created_at.desc()).limit(1))
+
+
 def has_voted(*, session: Session, poll, voter: Voter, secret: str) -> bool:
     """Whether this browser (or, where the poll checks addresses, this address) voted."""
     conditions = []

@@ -22,7 +22,9 @@ class SignedVoterSchema(Schema):
         validate=validate.Regexp(r"^[0-9a-fA-F]{64}$", error="Must be 64 hex digits."),
     )
 
-class VoteSchema(Schema):
+class VoteContentSchema(Schema):
+    """What a vote says: the fields a change may set again."""
+
     choices = fields.List(
         StrictInteger(),
         load_default=list,
@@ -33,6 +35,8 @@ class VoteSchema(Schema):
     comment = Trimmed(
         allow_none=True, load_default=None, validate=validate.Length(1, COMMENT_MAX)
     )
+
+class VoteSchema(VoteContentSchema):
     context = Text(
         allow_none=True, load_default=None, validate=validate.Length(1, CONTEXT_MAX)
     )
@@ -73,8 +77,9 @@ class VoteReceiptSchema(Schema):
     id = fields.String()
     created_at = fields.String()
     receipt = fields.String(metadata={
-        "description": "A secret for the voter only: GET or DELETE /api/v1/receipts/<receipt> "
-                       "shows or withdraws this vote. Only its hash is stored."
+        "description": "A secret for the voter only: GET, PUT or DELETE "
+                       "/api/v1/receipts/<receipt> shows, changes (on a poll with "
+                       "`allow_change`) or withdraws this vote. Only its hash is stored."
     })
 
 class VoteResultSchema(Schema):
@@ -85,12 +90,33 @@ class ReceiptChoiceSchema(Schema):
     id = fields.Integer()
     label = fields.String()
 
+class ChangeSchema(VoteContentSchema):
+    """A vote's new content, checked as a new vote is (the receipt stands for the voter)."""
+
+
+class ChangedVoteSchema(Schema):
+    id = fields.String(metadata={"description": "The vote's id: a change keeps it."})
+    receipt = fields.String(metadata={"description": "The same receipt: a change keeps it."})
+    created_at = fields.String()
+    changed_at = fields.String(metadata={"description": "When it was last changed: now."})
+    choices = fields.List(fields.Nested(ReceiptChoiceSchema))
+    other = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+    context = fields.String(allow_none=True)
+
+class ChangeResultSchema(Schema):
+    vote = fields.Nested(ChangedVoteSchema)
+    tallies = fields.Nested(TalliesSchema, allow_none=True, metadata={
+        "description": "The tallies after the change, when the poll shows them to voters."})
+
 class ReceiptVoteSchema(Schema):
     """A vote as its receipt shows it."""
 
     poll_id = fields.String()
     vote_id = fields.String()
     created_at = UTCDateTime()
+    changed_at = UTCDateTime(allow_none=True, metadata={
+        "description": "When its voter last changed it; null: as cast."})
     choices = fields.List(fields.Nested(ReceiptChoiceSchema))
     other = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
@@ -118,6 +144,9 @@ class RejectedCountsSchema(Schema):
 class IntegrityCountsSchema(Schema):
     accepted = fields.Integer(metadata={"description": "Votes accepted (201, replays excluded)."})
     withdrawn = fields.Integer(metadata={"description": "Votes withdrawn with their receipt."})
+    changed = fields.Integer(metadata={
+        "description": "Changes of a vote with its receipt (PUT /api/v1/receipts/<receipt>, "
+                       "or the widget's \"Change my vote\"), each counted."})
     rejected = fields.Nested(RejectedCountsSchema)
     released_dead_claims = fields.Integer(metadata={
         "description": "Votes whose server process died between claiming the voter and "

@@ -42,6 +42,16 @@ def announce_close(*, session: Session, poll: Poll, reason: str, moment: datetim
         log.exception("could not announce a poll close to webhooks")
 
 
+def announce_change(*, session: Session, ballot_id: str, now: datetime) -> None:
+    """Tell `vote.changed` webhooks about a committed change; never raises (the change
+    stands)."""
+    try:
+        hand_out(events.change_deliveries(session=session, ballot_id=ballot_id, now=now))
+    except Exception:
+        session.rollback()
+        log.exception("could not announce a changed vote to webhooks")
+
+
 def tick(*, session: Session, redis: RedisHandle, now: datetime) -> None:
     """One round of the dispatcher: votes into batches, scheduled closes, due retries."""
     if redis.client.set(keys.webhook_subscribers_synced(), 1, nx=True,

@@ -1,5 +1,5 @@
-"""What webhooks are told: the deliveries of a close, of a batch of votes and of a test,
-and Redis's copy of who subscribes to `vote.created`."""
+"""What webhooks are told: the deliveries of a close, of a batch of votes, of a changed
+vote and of a test, and Redis's copy of who subscribes to `vote.created`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from service.infra.models import Ballot, BallotChoice, Poll, Webhook
 from service.infra.models import WebhookDelivery as Delivery
 from service.infra.redis import RedisHandle
 
-EVENTS = ("vote.created", "poll.closed")
+EVENTS = ("vote.created", "vote.changed", "poll.closed")
 TEST_EVENT = "webhook.test"
 # A delivery handed to a job and not finished within this time is handed out again.
 ATTEMPT_LEASE_SECONDS = 300
@@ -123,13 +123,40 @@ def vote_deliveries(*, session: Session, poll_id: str, ballot_ids: list[str],
     return deliveries
 
 
+def change_deliveries(*, session: Session, ballot_id: str,
+                      now: datetime) -> list[Delivery]:
+    """Record one `vote.changed` delivery per subscribed webhook: the vote as it is now;
+    committed (the change is, already)."""
+    ballot = session.get(Ballot, ballot_id, populate_existing=True)
+    if ballot is None:  # withdrawn meanwhile
+        return []
+    poll = session.get(Poll, ballot.poll_id)
+    subscribed = _subscribed(session, owner_id=poll.owner_id, poll_id=poll.id,
+                             event="vote.changed")
+    if not subscribed:
+        return []
+    choices = sorted(session.scalars(
+        select(BallotChoice.option_id).where(BallotChoice.ballot_id == ballot_id)))
+    data = {"poll_id": poll.id, "votes": [
+        {"id": ballot.id, "created_at": iso(ballot.created_at),
+         "changed_at": iso(ballot.changed_at or now), "choices": choices,
+         "other": ballot.other, "comment": None if ballot.comment_hidden else ballot.comment,
+         "context": ballot.context}]}
+    deliveries = [_new_delivery(w, event="vote.changed", data=data, now=now)
+                  for w in subscribed]
+    session.add_all(deliveries)
+    session.commit()
+    return deliveries
+
+
 def forget_vote_payloads(*, session: Session, poll: Poll, before: datetime) -> int:
     """Delete the poll's `vote.created` deliveries made before the time: their payloads
     carry comments, other text and contexts (the retention purge); the caller commits."""
     owned = select(Webhook.id).where(Webhook.owner_id == poll.owner_id)
     return session.execute(
         delete(Delivery).where(
-            Delivery.webhook_id.in_(owned), Delivery.event == "vote.created",
+            Delivery.webhook_id.in_(owned),
+            Delivery.event.in_(("vote.created", "vote.changed")),
             Delivery.created_at < before,
             # The payload is written compactly by _new_delivery: the poll id comes first.
             Delivery.payload.like(f'%"data":{{"poll_id":"{poll.id}",%'),

@@ -16,7 +16,8 @@ blp = Blueprint(
 )
 
 # The pages a visitor sees: errors there are an HTML page in their language.
-HTML_VIEWS = {"widgets.widget", "widgets.widget_vote", "widgets.share"}
+HTML_VIEWS = {"widgets.widget", "widgets.widget_vote", "widgets.widget_change",
+              "widgets.share"}
 
 
 @blp.after_request

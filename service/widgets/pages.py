@@ -42,6 +42,11 @@ class Page:
     order: tuple[int, ...] | None = None
     # The poll asks for a proof of work now (the form says it needs JavaScript).
     challenge: bool = False
+    # This browser's own ballot may be changed (`allow_change`, open); the form is shown
+    # to change it (`?change=1`); the visitor just changed it.
+    can_change: bool = False
+    changing: bool = False
+    changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ DATE_FORMAT = "medium"
 MESSAGE_CODES = frozenset((
     "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
     "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
-    "vote_pending", "challenge_required", "poll_full",
+    "vote_pending", "challenge_required", "poll_full", "change_not_allowed", "no_vote",
 ))
 
 
@@ -45,6 +45,8 @@ def messages() -> dict[str, str]:
         "vote_pending": gettext("Your vote is being recorded. Please try again in a moment."),
         "challenge_required": needs_script(),
         "poll_full": full_message(),
+        "change_not_allowed": gettext("This poll does not let you change your vote."),
+        "no_vote": gettext("There is no vote from this browser to change."),
     }
 
 
@@ -65,6 +67,8 @@ def script_texts() -> dict:
     return {
         "errors": messages(),
         "thanks": gettext("Thank you for voting."),
+        "change": gettext("Change my vote"),
+        "changed": gettext("Your vote has been changed."),
         "sending": gettext("Sending your vote…"),
         "votes": i18n.plural_forms("%(num)s vote", "%(num)s votes"),
         "total": i18n.plural_forms("Total votes: %(num)s", "Total votes: %(num)s"),

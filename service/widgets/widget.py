@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 
 from service.infra.clock import now
 from service.infra.db import db
-from service.infra.errors import ValidationFailed
+from service.infra.errors import ServiceError, ValidationFailed
 from service.infra.identity import Voter, keyed_hash
 from service.infra.models import challenge_on, is_full
 from service.infra.redis import redis_handle
@@ -21,10 +21,12 @@ from service.tallies.results import results_visible
 from service.voting.app import voting
 from service.voting.ballot import Ballot
 from service.voting.cast import Refused
-from service.voting.records import has_voted
+from service.voting.change import change
+from service.voting.records import has_voted, own_ballot
 from service.voting.schemas import VoteSchema
 from service.web.urls import own_origin
 from service.web.voter import current_voter, vote_facts
+from service.webhooks.dispatcher import announce_change
 from service.widgets import display, i18n, order, pages, tokens
 from service.widgets.blueprint import blp
 from service.widgets.texts import (
@@ -62,11 +64,18 @@ def widget(poll_id: str):
     visible = results_visible(poll, now=moment, is_owner=False, has_voted=lambda: voted)
     status = poll.status_at(moment)
     asked_results = request.args.get("view") == "results" and visible
-    show_form = status == "open" and not voted and not asked_results
+    # Only the browser that voted (its cookie, never its address) may change its vote.
+    can_change = (voted and status == "open" and poll.allow_change
+                  and own_ballot(session=session, poll=poll, voter=voter,
+                                 secret=secret) is not None)
+    changing = can_change and request.args.get("change") == "1"
+    show_form = status == "open" and (not voted or changing) and not asked_results
     error = request.args.get("error", "")
     page = pages.Page(
         poll_id=poll.id, version=poll.version, lang=lang, query=tuple(shown.query().items()),
         status=status, voted=voted, thanked=voted and bool(request.args.get("voted")),
+        can_change=can_change, changing=changing,
+        changed=just_voted and request.args.get("changed") == "1",
         visible=visible, asked_results=asked_results, show_form=show_form,
         error=error if error in MESSAGE_CODES else None,
         counts=_counts_key(counts) if visible and not show_form else None,
@@ -118,7 +127,9 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
     results = shown_results(poll, counts, moment=moment) if page.counts is not None else None
     voted, visible, status = page.voted, page.visible, page.status
     notice = None
-    if page.thanked:
+    if page.changed:
+        notice = gettext("Your vote has been changed.")
+    elif page.thanked:
         notice = gettext("Thank you for voting.") if visible else later_message(poll)
     elif voted:
         notice = gettext("You have already voted in this poll.") if visible else \
@@ -148,6 +159,11 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         "challenge": page.challenge,
         "challengeUrl": url_for("votes.Challenge", poll_id=poll.id),
         "powWorkerUrl": url_for("widgets.static", filename="altcha/sha.js"),
+        # Changing one's vote: the script keeps the receipt of a vote it sent (this
+        # browser's only) and changes the vote with it; without one, the form posts.
+        "allowChange": bool(poll.allow_change and status == "open"),
+        "changing": page.changing,
+        "receiptsUrl": url_for("receipts.Receipt", receipt="R").rsplit("/", 1)[0] + "/",
     }
     body = render_template(
         "widgets/widget.html",
@@ -158,7 +174,11 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         can_view_results=page.show_form and visible,
         results_url=widget_url(poll.id, {**query, "view": "results"}),
         vote_again_url=widget_url(poll.id, query) if page.asked_results else None,
-        action=widget_url(poll.id, query),
+        action=(url_for("widgets.widget_change", poll_id=poll.id, **query) if page.changing
+                else widget_url(poll.id, query)),
+        changing=page.changing,
+        change_url=(widget_url(poll.id, {**query, "change": "1"})
+                    if page.can_change and not page.show_form else None),
         csrf_token=cache.token_mark,
         config=config, challenge=page.challenge, needs_script=needs_script(),
     )
@@ -215,3 +235,40 @@ def widget_vote(poll_id: str):
         return back(error="invalid" if isinstance(error, ValidationFailed) else error.code)
     return back(voted=tokens.issue_voted(secret=secret, poll_id=poll.id, voter=facts.voter,
                                          now=moment))
+
+
+@blp.post("/polls/<id:poll_id>/widget/change")
+def widget_change(poll_id: str):
+    """The no-JS change of this browser's own vote (its voter cookie's ballot): check the
+    form token, change the vote as the JSON API does, and answer 303 back to the widget."""
+    moment, secret = now(), current_app.config["SECRET_KEY"]
+    session = db.session
+    poll = poll_cache.get_poll_snapshot(session=session, redis=redis_handle(),
+                                        poll_id=poll_id)
+    shown = display.read_display(request.args, poll, own_origin())
+    query = shown.query()
+
+    def back(**extra: str):
+        return redirect(widget_url(poll.id, {**query, **extra}), code=303)
+
+    voter = current_voter()
+    try:
+        if not tokens.is_valid(request.form.get("csrf_token"), secret=secret,
+                               purpose=tokens.CSRF_PURPOSE, poll_id=poll.id, now=moment):
+            raise ValidationFailed({"csrf_token": ["Expired."]}, detail="expired_form")
+        ballot = _form_ballot(poll, shown)
+    except ValidationFailed as unparsed:
+        return back(error=unparsed.detail, change="1")
+    row = own_ballot(session=session, poll=poll, voter=voter, secret=secret)
+    if row is None:
+        return back(error="no_vote")
+    try:
+        changed = change(session=session, redis=redis_handle(), row=row, now=moment,
+                         ballot=Ballot(choices=ballot.choices, other=ballot.other,
+                                       comment=ballot.comment))
+    except ServiceError as error:
+        code = "invalid" if isinstance(error, ValidationFailed) else error.code
+        return back(error=code, **({"change": "1"} if code == "invalid" else {}))
+    announce_change(session=session, ballot_id=changed["vote"]["id"], now=moment)
+    return back(voted=tokens.issue_voted(secret=secret, poll_id=poll.id, voter=voter,
+                                         now=moment), changed="1")

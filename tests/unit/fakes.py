@@ -37,7 +37,7 @@ def a_poll(**fields) -> PollSnapshot:
     """An open single-choice poll, checked by browser and address, results always."""
     values = dict(
         id="UnitPoll0001", owner_id=1, question="Q?", kind="single", max_choices=1,
-        allow_other=False, allow_comment=False, shuffle_options=False,
+        allow_other=False, allow_comment=False, shuffle_options=False, allow_change=False,
         challenge="none", challenge_until=None,
         duplicate_check="cookie_and_ip",
         vote_window_seconds=None, results="always", results_min_votes=0, opens_at=None,

@@ -14,7 +14,7 @@ from importlib import resources
 
 from service.infra import keys
 
-NAMES = ("admit", "release", "count", "rebuild", "idempotency", "poll_and_tally",
+NAMES = ("admit", "release", "count", "change", "rebuild", "idempotency", "poll_and_tally",
          "webhook_take_batch", "spend_challenge", "watch_challenge")
 # How long a count waits in a tally's pending list for a rebuild to take it in. Only
 # entries pushed after a rebuild took its lock matter, so a short list is kept.
@@ -300,6 +300,39 @@ class Counted:
     kept: bool  # the Idempotency-Key's answer was kept
 
 
+# -- change.lua: a changed vote moves in its tallies -------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeCall:
+    """change.lua: move one committed change of a ballot in its poll's tallies (and its
+    context's), count it in the hour's integrity hash and tell live streams."""
+
+    poll_id: str
+    token: str  # tallies.counts.change_token(ballot id, changed_at)
+    at_ms: int
+    old_option_ids: tuple[int, ...]
+    new_option_ids: tuple[int, ...]
+    had_other: bool
+    has_other: bool
+    context: str | None
+    integrity_hour: str
+    integrity_field: str
+    retention_seconds: int
+
+    def keys_and_args(self) -> tuple[list[str], list]:
+        scopes = keys.tally_scope(self.poll_id)
+        if self.context is not None:
+            scopes += keys.tally_scope(self.poll_id, self.context)
+        script_keys = [*scopes, keys.integrity(self.poll_id, self.integrity_hour)]
+        args = [self.token, self.at_ms, len(scopes) // 4, "1" if self.had_other else "0",
+                "1" if self.has_other else "0", len(self.old_option_ids),
+                *self.old_option_ids, len(self.new_option_ids), *self.new_option_ids,
+                keys.tally_changes(self.poll_id), self.integrity_field,
+                self.retention_seconds]
+        return script_keys, args
+
+
 @dataclass(frozen=True)
 class WatchCall:
     """watch_challenge.lua's call: one suspicious refusal of an `auto` poll, and the
@@ -340,6 +373,12 @@ class Scripts:
         script_keys, args = call.keys_and_args()
         noted, tally, kept = self._run["count"](keys=script_keys, args=args)
         return Counted(noted=int(noted), tally=tally, kept=bool(kept))
+
+    def change(self, call: ChangeCall) -> int:
+        """Move a changed ballot in its tallies: how many tallies moved (the others were
+        missing or being rebuilt, and are rebuilt from the database)."""
+        script_keys, args = call.keys_and_args()
+        return int(self._run["change"](keys=script_keys, args=args))
 
     def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> int:
         """Free the duplicate-check claims `ballot_id` holds; others' claims are kept."""

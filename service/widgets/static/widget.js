@@ -177,8 +177,78 @@
             hex.slice(20)].join("-");
   }
 
+  /* Changing one's vote: with the receipt of the vote this browser sent (kept in this
+     origin's storage, so only this browser has it) through PUT /api/v1/receipts/<receipt>;
+     without one, the form posts to the widget, which changes this browser's own vote. */
+  var RECEIPT_KEY = "pollbox:receipt:" + config.pollId;
+  var changing = Boolean(config.changing);
+  var receipt = null;
+  try { receipt = window.localStorage.getItem(RECEIPT_KEY); } catch (e) { receipt = null; }
+  function keepReceipt(value) {
+    receipt = value;
+    try { window.localStorage.setItem(RECEIPT_KEY, value); } catch (e) { /* kept in memory */ }
+  }
+  function forgetReceipt() {
+    receipt = null;
+    try { window.localStorage.removeItem(RECEIPT_KEY); } catch (e) { /* nothing kept */ }
+  }
+  var changeButton = null;
+  function offerChange() {
+    if (!config.allowChange || !receipt) { return; }
+    if (!changeButton) {
+      changeButton = document.createElement("button");
+      changeButton.type = "button";
+      changeButton.id = "pb-change-js";
+      changeButton.textContent = texts.change;
+      changeButton.addEventListener("click", function () {
+        changing = true;
+        changeButton.hidden = true;
+        submit.textContent = texts.change;
+        submit.disabled = false;
+        statusBox.textContent = "";
+        form.hidden = false;
+        var first = form.querySelector('input[name="choice"]');
+        if (first) { first.focus(); }
+      });
+      statusBox.parentNode.insertBefore(changeButton, statusBox.nextSibling);
+    }
+    changeButton.hidden = false;
+  }
+
+  function sendChange(body) {
+    fetch(config.receiptsUrl + encodeURIComponent(receipt), {
+      method: "PUT",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (response.status === 200) {
+          form.hidden = true;
+          statusBox.textContent = texts.changed;
+          if (data.tallies) {
+            renderResults(data.tallies);
+            startLive();
+          }
+          statusBox.setAttribute("tabindex", "-1");
+          statusBox.focus();
+          offerChange();
+          return;
+        }
+        if (response.status === 404) {  /* the receipt is gone: the form decides */
+          forgetReceipt();
+          if (config.changing) { form.submit(); return; }
+        }
+        var code = data.code;
+        if (code === "validation_error") { code = "invalid"; }
+        failed(code);
+      });
+    }).catch(function () { failed("network"); });
+  }
+
   var idempotencyKey = null;
   form.addEventListener("submit", function (event) {
+    if (changing && !receipt) { return; }  /* the widget changes this browser's vote */
     event.preventDefault();
     errorBox.textContent = "";
     var choices = [];
@@ -194,6 +264,12 @@
     var body = { choices: choices };
     if (other) { body.other = other; }
     if (comment) { body.comment = comment; }
+    if (changing) {
+      submit.disabled = true;
+      statusBox.textContent = texts.sending;
+      sendChange(body);
+      return;
+    }
     if (config.context) { body.context = config.context; }
     idempotencyKey = idempotencyKey || randomKey();
     submit.disabled = true;
@@ -250,6 +326,9 @@
       return response.json().catch(function () { return {}; }).then(function (data) {
         if (response.status === 201) {
           form.hidden = true;
+          if (config.allowChange && data.vote && data.vote.receipt) {
+            keepReceipt(data.vote.receipt);
+          }
           if (data.tallies) {
             statusBox.textContent = texts.thanks;
             renderResults(data.tallies);
@@ -259,6 +338,7 @@
           }
           statusBox.setAttribute("tabindex", "-1");
           statusBox.focus();
+          offerChange();
           return;
         }
         if (response.status === 409 && RETRY_CODES[data.code] && retries < RETRIES_MAX) {
