@@ -243,6 +243,9 @@ class BallotChoice(Base):
     option_id: Mapped[int] = mapped_column(
         ForeignKey("options.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The choice's place in the voter's order (1 first): a ranked poll's preference; the
+    # other kinds keep the order the choices were sent in.
+    rank: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class VoteClaim(Base):

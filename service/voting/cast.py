@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from service.infra import kinds
 from service.infra.clock import epoch_ms, iso
 from service.infra.errors import (
     ChallengeRequired,
@@ -457,8 +458,8 @@ class _Casting:
         shown = results_visible(poll, now=now, is_owner=False, has_voted=lambda: True)
         created_at = iso(now)
         call = CountCall(poll_id=poll.id, ballot_id=self.ballot_id, at_ms=epoch_ms(now),
-                         option_ids=ballot.choices, has_other=ballot.other is not None,
-                         context=ballot.context)
+                         option_ids=kinds.of(poll.kind).counted(ballot.choices),
+                         has_other=ballot.other is not None, context=ballot.context)
         if self.identities:
             call.confirm(identities=self.identities, claim=self.call.claim)
         call.publish().integrity(

@@ -47,8 +47,9 @@ WITH claims AS (
   WHERE (SELECT count(*) FROM claims) = cardinality(CAST(:identities AS varchar[]))
   RETURNING 1
 ), choices AS (
-  INSERT INTO ballot_choices (ballot_id, option_id)
-  SELECT :id, option_id FROM unnest(CAST(:option_ids AS integer[])) AS option_id
+  INSERT INTO ballot_choices (ballot_id, option_id, rank)
+  SELECT :id, option_id, rank
+  FROM unnest(CAST(:option_ids AS integer[])) WITH ORDINALITY AS chosen(option_id, rank)
   WHERE EXISTS (SELECT FROM ballot)
 )
 SELECT count(*) FROM ballot
@@ -98,7 +99,8 @@ class SqlBallots:
             connection.execute(_INSERT_BALLOT, {**row, "comment_hidden": False})
             if option_ids:
                 connection.execute(_INSERT_CHOICES, [
-                    {"ballot_id": row["id"], "option_id": option_id} for option_id in option_ids])
+                    {"ballot_id": row["id"], "option_id": option_id, "rank": rank}
+                    for rank, option_id in enumerate(option_ids, start=1)])
             if claims:
                 taken = connection.execute(_take_claims(row, claims, claims_until)).rowcount
                 if taken != len(claims):
