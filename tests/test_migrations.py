@@ -77,6 +77,7 @@ MIGRATIONS = {
     "0015": Adds(  # a ballot's choices keep the voter's order: ranked polls
         previous="0011",
         choice_columns={"rank"},
+        ballot_columns={"ranking"},
     ),
 }
 

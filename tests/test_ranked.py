@@ -10,8 +10,11 @@ import json
 
 import pytest
 from openapi_schema_validator import OAS30Validator
+from sqlalchemy import func, select, update
 
 from service.infra import keys
+from service.infra.db import db
+from service.infra.models import Ballot
 from service.tallies import irv
 
 # The Tennessee capital example (Wikipedia, "Instant-runoff voting"), 20 voters.
@@ -85,6 +88,24 @@ def test_runoff_rebuilt_from_the_database_is_the_same(app, client, ranked, vote)
     after = tallies(client, ranked)
     assert [o["votes"] for o in after["options"]] == [o["votes"] for o in before["options"]]
     assert after["irv"] == before["irv"]
+
+
+def test_ballots_without_a_stored_ranking_are_ranked_from_their_choices(app, client, ranked,
+                                                                        vote):
+    cast_tennessee(ranked, vote)
+    irv.cache.clear()
+    before = tallies(client, ranked)["irv"]
+    with app.app_context():
+        # As a path that writes choices but no ranking would leave them: half of them.
+        db.session.execute(update(Ballot).where(
+            Ballot.poll_id == ranked["id"],
+            Ballot.id.in_(select(Ballot.id).where(Ballot.poll_id == ranked["id"]).limit(10)))
+            .values(ranking=None))
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).where(
+            Ballot.poll_id == ranked["id"], Ballot.ranking.is_(None))) == 10
+    irv.cache.clear()
+    assert tallies(client, ranked)["irv"] == before
 
 
 def test_bullet_votes_exhaust_and_nobody_needs_more_than_half_of_all(client, ranked, vote):

@@ -21,6 +21,10 @@ class Kind:
     # preferences only, and the tallies add an instant runoff (service/tallies/irv.py).
     ordered: bool = False
 
+    def ranking(self, choices: tuple[int, ...]) -> str | None:
+        """An ordered ballot's choices as its stored ranking ("17,19,18"); else None."""
+        return ",".join(map(str, choices)) if self.ordered and choices else None
+
     def counted(self, choices: tuple[int, ...]) -> tuple[int, ...]:
         """The choices an option's vote count counts: an ordered ballot's first."""
         return choices[:1] if self.ordered else choices

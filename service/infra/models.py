@@ -232,6 +232,10 @@ class Ballot(Base):
     idempotency_hash: Mapped[str | None] = mapped_column(String(32))
     # Hidden by the owner: off every public surface, kept (marked) in the owner's exports.
     comment_hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A ranked poll's ballot: its option ids in order of preference ("17,19,18"), a copy
+    # of its choices' ranks that the runoff groups in one pass over the ballots
+    # (service/tallies/irv.py). The choices stay the record; null for the other kinds.
+    ranking: Mapped[str | None] = mapped_column(Text)
 
 
 class BallotChoice(Base):

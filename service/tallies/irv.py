@@ -3,7 +3,8 @@
 `runoff` is a pure function over compact ballots (tuples of option ids, most preferred
 first). Identical rankings are grouped first, so each round walks a few hundred groups
 whatever the number of ballots. `for_poll` reads the rankings from the database (the
-record) in one query, grouped by the database, and keeps the answer per process for as
+record) in one query, grouped by the database (each ranked ballot stores its ranking as
+text, so grouping is one pass over the poll's ballots), and keeps the answer per process for as
 long as the poll's tally stays the same.
 """
 
@@ -14,7 +15,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, Engine, case, func, select
+from sqlalchemy import Connection, Engine, case, func, null, select, union_all
 from sqlalchemy.orm import Session
 
 from service.infra import kinds
@@ -99,29 +100,38 @@ def _count(groups: Counter[Ranking], remaining: set[int]) -> tuple[dict[int, int
 def rankings(connection: Connection | Session, *, poll_id: str, ranks: int,
              context: str | None = None, conditions: Sequence = ()) -> Counter[Ranking]:
     """The poll's ballots' rankings (of `context`, and meeting `conditions` on ballots),
-    grouped, in one query: the database turns each ballot's choices into one row of
-    `ranks` columns (the option at rank 1, 2, ...), then counts identical rows, so a
-    few hundred rows come back whatever the number of ballots."""
+    grouped, in one query. The database groups the ballots by their stored `ranking`;
+    a ballot without one (written by a path that does not store it) has its choices
+    turned into one row of `ranks` columns (the option at rank 1, 2, ...) and grouped
+    too. A few hundred rows come back, whatever the number of ballots."""
+    ballot_filter = [Ballot.poll_id == poll_id, *conditions]
+    if context is not None:
+        ballot_filter.append(Ballot.context == context)
+    unranked = [null()] * ranks
+    stored = (
+        select(Ballot.ranking, *unranked, func.count())
+        .where(*ballot_filter, Ballot.ranking.is_not(None))
+        .group_by(Ballot.ranking)
+    )
     by_rank = [
         func.max(case((BallotChoice.rank == rank, BallotChoice.option_id))).label(f"r{rank}")
         for rank in range(1, ranks + 1)
     ]
-    ballot_filter = [Ballot.poll_id == poll_id, *conditions]
-    if context is not None:
-        ballot_filter.append(Ballot.context == context)
     per_ballot = (
         select(*by_rank)
         .join(Ballot, Ballot.id == BallotChoice.ballot_id)
-        .where(*ballot_filter)
+        .where(*ballot_filter, Ballot.ranking.is_(None))
         .group_by(BallotChoice.ballot_id)
         .subquery()
     )
-    columns = list(per_ballot.c)
-    query = select(*columns, func.count()).group_by(*columns)
+    from_choices = select(null(), *per_ballot.c, func.count()).group_by(*per_ballot.c)
     groups: Counter[Ranking] = Counter()
-    for *options, n in connection.execute(query):
-        # Ranks are 1..k on every ballot; the columns past its last rank are null.
-        groups[tuple(option for option in options if option is not None)] += n
+    for text, *options, n in connection.execute(union_all(stored, from_choices)):
+        if text is not None:
+            groups[tuple(int(option) for option in text.split(","))] += n
+        else:
+            # Ranks are 1..k on every ballot; the columns past its last rank are null.
+            groups[tuple(option for option in options if option is not None)] += n
     return groups
 
 

@@ -419,6 +419,7 @@ class _Casting:
             "cookie_hash": self.hashes["cookie"], "ip_hash": self.hashes["ip"],
             "user_hash": self.hashes.get("user"), "receipt_hash": receipt_hash(self.receipt),
             "idempotency_hash": self.keyed,
+            "ranking": kinds.of(poll.kind).ranking(ballot.choices),
         }
         window = poll.vote_window_seconds
         try:

@@ -41,9 +41,10 @@ WITH claims AS (
   RETURNING 1
 ), ballot AS (
   INSERT INTO ballots (id, poll_id, created_at, other, comment, context, cookie_hash,
-                       ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden)
+                       ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden,
+                       ranking)
   SELECT :id, :poll_id, :created_at, :other, :comment, :context, :cookie_hash, :ip_hash,
-         :user_hash, :receipt_hash, :idempotency_hash, false
+         :user_hash, :receipt_hash, :idempotency_hash, false, :ranking
   WHERE (SELECT count(*) FROM claims) = cardinality(CAST(:identities AS varchar[]))
   RETURNING 1
 ), choices AS (

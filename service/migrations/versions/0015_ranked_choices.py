@@ -1,4 +1,4 @@
-"""a ballot's choices keep the voter's order (rank): ranked polls
+"""a ballot's choices keep the voter's order (rank), and a ranked ballot its ranking
 
 Revision ID: 0015
 Revises: 0011
@@ -33,8 +33,13 @@ def upgrade():
         batch_op.add_column(sa.Column('rank', sa.Integer(), nullable=False,
                                       server_default='1'))
     op.execute(_RANK_EXISTING)
+    # Ranked polls start with this revision: no existing ballot has a ranking.
+    with op.batch_alter_table('ballots', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('ranking', sa.Text(), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('ballots', schema=None) as batch_op:
+        batch_op.drop_column('ranking')
     with op.batch_alter_table('ballot_choices', schema=None) as batch_op:
         batch_op.drop_column('rank')
