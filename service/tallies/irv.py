@@ -4,8 +4,8 @@
 first). Identical rankings are grouped first, so each round walks a few hundred groups
 whatever the number of ballots. `for_poll` reads the rankings from the database (the
 record) in one query, grouped by the database (each ranked ballot stores its ranking as
-text, so grouping is one pass over the poll's ballots), and keeps the answer per process for as
-long as the poll's tally stays the same.
+text, so grouping is one pass over the poll's ballots), and keeps the answer per process
+for as long as the poll's tally stays the same.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A ranked poll's widget: the form without JavaScript (one rank select per option,
 checked by the server with clear errors), its results (first preferences and the
-runoff's winner), the results SVG's final round, and in Chromium the ordering buttons
-used with the keyboard alone, the no-JS form, axe and screenshots."""
+runoff's winner), the results SVG's final round, and in Chromium the tick boxes and
+ordering buttons used with the keyboard alone, the no-JS form, axe and screenshots."""
 
 # The fixtures imported from tests/e2e/browser.py are used as parameters of the same name.
 # ruff: noqa: F811
@@ -147,16 +147,21 @@ def test_keyboard_alone_ranks_the_options_and_votes(browser, served, client, ran
         page.goto(f"{served}/polls/{ranked['id']}/widget")
         page.wait_for_selector("#pb-ranking .pb-up")
         assert order_shown(page) == LABELS
-        assert page.is_hidden("#pb-r-" + str(memphis))
+        assert page.locator("#pb-ranking select").count() == 0
         assert run_axe(page, axe_source) == []
-        # Tab to "Move up: Knoxville" and press it three times: focus follows Knoxville.
-        up = page.get_by_role("button", name="Move up: Knoxville")
+        # Tab to Knoxville's tick box (its label names it), tick it with Space, tab to
+        # "Move up: Knoxville" and press it three times: focus follows Knoxville.
         page.keyboard.press("Tab")
         for _ in range(40):
-            if page.evaluate("document.activeElement.getAttribute('aria-label')") == \
-                    "Move up: Knoxville":
+            if page.evaluate("document.activeElement.id") == f"pb-i-{knoxville}":
                 break
             page.keyboard.press("Tab")
+        assert page.get_by_role("checkbox", name="Knoxville").evaluate(
+            "b => b === document.activeElement")
+        page.keyboard.press("Space")
+        assert page.is_checked(f"#pb-i-{knoxville}")
+        page.keyboard.press("Tab")
+        up = page.get_by_role("button", name="Move up: Knoxville")
         assert up.evaluate("b => b === document.activeElement")
         page.keyboard.press("Enter")
         assert page.text_content("#pb-rank-live") == "Knoxville, position 3 of 4"
@@ -167,11 +172,17 @@ def test_keyboard_alone_ranks_the_options_and_votes(browser, served, client, ran
         # At the top its "up" button is off, so focus moved to its "down" button.
         assert page.evaluate("document.activeElement.getAttribute('aria-label')") == \
             "Move down: Knoxville"
-        # Move Chattanooga above Nashville, then vote: the first three are the ranking.
+        # Move Chattanooga above Nashville, tick Memphis and Chattanooga, leave Nashville
+        # out (a partial ranking), then vote: the ticked ones in order are the ranking.
         page.get_by_role("button", name="Move up: Chattanooga").focus()
         page.keyboard.press("Enter")
         assert page.evaluate("document.activeElement.getAttribute('aria-label')") == \
             "Move up: Chattanooga"
+        for option_id in (memphis, chattanooga):
+            page.focus(f"#pb-i-{option_id}")
+            page.keyboard.press("Space")
+        marks = page.eval_on_selector_all(".pb-rank-pos", "m => m.map(x => x.textContent)")
+        assert marks == ["1", "2", "3", "\u2013"]  # an en dash: not ranked
         page.screenshot(path=str(SCREENSHOTS / "ranked-widget-ordered.png"), full_page=True)
         page.get_by_role("button", name="Vote").focus()
         page.keyboard.press("Enter")
@@ -185,6 +196,7 @@ def test_keyboard_alone_ranks_the_options_and_votes(browser, served, client, ran
         context.close()
     rows = client.get(f"/api/v1/polls/{ranked['id']}/tallies").get_json()
     assert rows["irv"]["winner"] == knoxville
+    assert rows["irv"]["rounds"][0]["counts"][str(nashville)] == 0
     assert {o["id"]: o["votes"] for o in rows["options"]} == {
         memphis: 0, nashville: 0, chattanooga: 0, knoxville: 1}
 

@@ -195,18 +195,21 @@
             hex.slice(20)].join("-");
   }
 
-  /* A ranked poll: the visitor orders the options with up and down buttons (keyboard or
-     pointer); the first maxChoices are the ranking. Focus stays on the moved option's
-     button, and the live region says where it went. The selects of the form without
-     JavaScript are hidden, not sent. */
+  /* A ranked poll: the visitor ticks the options to rank (partial rankings are fine) and
+     orders them with up and down buttons (keyboard or pointer); the ticked ones, in list
+     order, are the ranking. Focus stays on the moved option's button, and the live
+     region says where it went. The selects of the form without JavaScript are removed;
+     the option's label names its tick box instead. */
   var ranking = config.ranked ? byId("pb-ranking") : null;
   var rankLive = byId("pb-rank-live");
   function rankItems() { return Array.prototype.slice.call(ranking.children); }
   function labelOf(item) { return item.querySelector(".pb-rank-label").textContent; }
   function renumber() {
+    var rank = 0;
     rankItems().forEach(function (item, index) {
-      var ranked = index < config.maxChoices;
-      item.querySelector(".pb-rank-pos").textContent = ranked ? String(index + 1) : "–";
+      var ranked = item.querySelector(".pb-include").checked;
+      if (ranked) { rank += 1; }
+      item.querySelector(".pb-rank-pos").textContent = ranked ? number(rank) : "–";
       item.querySelector(".pb-up").disabled = index === 0;
       item.querySelector(".pb-down").disabled = index === rankItems().length - 1;
     });
@@ -236,9 +239,14 @@
   }
   if (ranking) {
     rankItems().forEach(function (item) {
-      var select = item.querySelector("select");
-      select.disabled = true;
-      select.hidden = true;
+      item.querySelector("select").remove();
+      var include = document.createElement("input");
+      include.type = "checkbox";
+      include.className = "pb-include";
+      include.id = "pb-i-" + item.getAttribute("data-option");
+      include.addEventListener("change", renumber);
+      item.querySelector(".pb-rank-label").setAttribute("for", include.id);
+      item.insertBefore(include, item.firstChild);
       var position = document.createElement("span");
       position.className = "pb-rank-pos";
       position.setAttribute("aria-hidden", "true");
@@ -258,9 +266,9 @@
       choices.push(parseInt(input.value, 10));
     });
     if (ranking) {
-      choices = rankItems().slice(0, config.maxChoices).map(function (item) {
-        return parseInt(item.getAttribute("data-option"), 10);
-      });
+      choices = rankItems().filter(function (item) {
+        return item.querySelector(".pb-include").checked;
+      }).map(function (item) { return parseInt(item.getAttribute("data-option"), 10); });
     }
     var otherInput = form.querySelector('input[name="other"]');
     var commentInput = form.querySelector('textarea[name="comment"]');
