@@ -230,3 +230,10 @@ def test_a_retried_ranked_vote_answers_the_same_tallies_with_the_runoff(app, ran
     shown = [answer.get_json()["tallies"] for answer in answers]
     assert shown[0] == shown[1]
     assert shown[1]["irv"]["winner"] == second
+
+
+def test_the_receipt_shows_a_ranked_vote_in_the_voters_order(client, ranked, vote):
+    memphis, _nashville, chattanooga, knoxville = ids(ranked)
+    receipt = vote(ranked, [knoxville, memphis, chattanooga]).get_json()["vote"]["receipt"]
+    shown = client.get(f"/api/v1/receipts/{receipt}").get_json()
+    assert [choice["id"] for choice in shown["choices"]] == [knoxville, memphis, chattanooga]
