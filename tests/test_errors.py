@@ -243,7 +243,7 @@ def test_json_endpoint_without_json_content_type_is_415(client, make_poll, auth,
     [({"question": "Q?", "options": ["Only one"]}, "options"),
      ({"options": ["A", "B"]}, "question"),
      ({"question": "Q?", "options": ["A", "B"], "colour": "red"}, "colour"),
-     ({"question": "Q?", "options": ["A", "B"], "kind": "ranked"}, "kind"),
+     ({"question": "Q?", "options": ["A", "B"], "kind": "borda"}, "kind"),
      ({"question": "Q?", "options": ["A", "a"]}, "options")],
     ids=["too-few-options", "missing-question", "unknown-field", "bad-kind", "repeated-label"],
 )

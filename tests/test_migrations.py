@@ -31,6 +31,7 @@ class Adds:
     ballot_unique_indexes: set[str] = field(default_factory=set)
     claim_columns: set[str] = field(default_factory=set)
     key_columns: set[str] = field(default_factory=set)
+    choice_columns: set[str] = field(default_factory=set)
 
 
 MIGRATIONS = {
@@ -82,34 +83,42 @@ MIGRATIONS = {
         poll_columns={"allow_change"},
         ballot_columns={"changed_at"},
     ),
+    "0015": Adds(  # a ballot's choices keep the voter's order: ranked polls
+        previous="0013",
+        choice_columns={"rank"},
+        ballot_columns={"ranking"},
+    ),
 }
 
 
-def schema(engine) -> tuple[set[str], set[str], set[str], set[str], set[str], set[str]]:
+def schema(engine) -> tuple[set[str], ...]:
     """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes,
-    the vote claims' columns and the API keys' columns."""
+    the vote claims' columns, the API keys' columns and the ballot choices' columns."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     poll_columns = {column["name"] for column in inspector.get_columns("polls")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
     claim_columns = {column["name"] for column in inspector.get_columns("vote_claims")}
     key_columns = {column["name"] for column in inspector.get_columns("api_keys")}
+    choice_columns = {column["name"] for column in inspector.get_columns("ballot_choices")}
     return (set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns,
-            key_columns)
+            key_columns, choice_columns)
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns, choices = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
             and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique
-            and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns)
+            and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns
+            and adds.choice_columns <= choices)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns, choices = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
                 or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique
-                or adds.claim_columns & claim_columns or adds.key_columns & key_columns)
+                or adds.claim_columns & claim_columns or adds.key_columns & key_columns
+                or adds.choice_columns & choices)
 
 
 @contextmanager
@@ -208,3 +217,40 @@ def test_keys_made_before_scopes_are_their_owners_admin_keys(tmp_path, backend):
     assert [tuple(row) for row in found] == [("default", "admin", None)]
     # SQLite rebuilds api_keys to drop the defaults: its sessions are not cascaded away.
     assert sessions == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_choices_made_before_ranks_are_ranked_in_the_options_order(tmp_path, backend):
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with migrated_app(tmp_path, backend, "ranks"):
+        downgrade(revision="0011")
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO owners (id, name, created_at) VALUES (1, 'o', :now)"),
+                {"now": now})
+            connection.execute(sa.text(
+                "INSERT INTO polls (id, owner_id, question, kind, max_choices, "
+                "allow_other, allow_comment, duplicate_check, results, results_min_votes, "
+                "allowed_origins, locale, signing_secret, created_at, updated_at) VALUES "
+                "('Multi0000001', 1, 'Q?', 'multiple', 3, false, false, 'none', 'always', "
+                "0, '[]', 'en', 's', :now, :now)"), {"now": now})
+            for option_id, position in ((7, 2), (8, 0), (9, 1)):
+                connection.execute(sa.text(
+                    "INSERT INTO options (id, poll_id, label, position) "
+                    "VALUES (:id, 'Multi0000001', :label, :position)"),
+                    {"id": option_id, "label": f"o{option_id}", "position": position})
+            for ballot_id, option_ids in (("Three0000000001", (7, 8, 9)),
+                                          ("One00000000001", (7,))):
+                connection.execute(sa.text(
+                    "INSERT INTO ballots (id, poll_id, created_at, comment_hidden) "
+                    "VALUES (:id, 'Multi0000001', :now, false)"), {"id": ballot_id, "now": now})
+                for option_id in option_ids:
+                    connection.execute(sa.text(
+                        "INSERT INTO ballot_choices (ballot_id, option_id) "
+                        "VALUES (:ballot, :option)"), {"ballot": ballot_id, "option": option_id})
+        upgrade()
+        with db.engine.connect() as connection:
+            ranks = {(ballot, option): rank for ballot, option, rank in connection.execute(
+                sa.text("SELECT ballot_id, option_id, rank FROM ballot_choices"))}
+    assert ranks == {("Three0000000001", 8): 1, ("Three0000000001", 9): 2,
+                     ("Three0000000001", 7): 3, ("One00000000001", 7): 1}

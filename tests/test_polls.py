@@ -290,7 +290,7 @@ INVALID_CREATE = [
     pytest.param({"options": ["Yes", " Yes "]}, "options", id="labels-repeated-after-trim"),
     pytest.param({"options": "Yes,No"}, "options", id="options-not-a-list"),
     pytest.param({"options": ["Yes", 2]}, "options", id="label-not-a-string"),
-    pytest.param({"kind": "ranked"}, "kind", id="kind-unknown"),
+    pytest.param({"kind": "borda"}, "kind", id="kind-unknown"),
     pytest.param({"kind": None}, "kind", id="kind-null"),
     pytest.param({"kind": "single", "max_choices": 2}, "max_choices", id="single-max-2"),
     pytest.param({"max_choices": 2}, "max_choices", id="default-single-max-2"),
@@ -371,7 +371,7 @@ def test_create_requires_question_and_options(client, auth, missing):
 
 
 def test_rejected_create_stores_nothing(client, auth):
-    client.post(POLLS, json={**SEED_POLL, "kind": "ranked"}, headers=auth)
+    client.post(POLLS, json={**SEED_POLL, "kind": "borda"}, headers=auth)
 
     assert json.loads(client.get(POLLS, headers=auth).headers["X-Pagination"])["total"] == 0
 

@@ -274,3 +274,31 @@ def test_changed_rows_are_exactly_the_new_choices(app, client, make_poll, vote):
         stored = set(db.session.scalars(sa.select(BallotChoice.option_id)
                                         .where(BallotChoice.ballot_id == cast["id"])))
     assert stored == {past, no}
+
+
+def test_a_changed_ranking_moves_first_preferences_and_the_runoff(app, client, auth,
+                                                                  make_poll, vote):
+    poll = make_poll(kind="ranked", options=["A", "B", "C"], max_choices=3,
+                     allow_change=True, duplicate_check="none")
+    a, b, c = (option["id"] for option in poll["options"])
+    mine = vote(poll, [a, b, c]).get_json()["vote"]
+    vote(poll, [b, a])
+    vote(poll, [c, b])
+
+    response = client.put(receipt_url(mine["receipt"]), json={"choices": [c, a]})
+
+    assert response.status_code == 200, response.get_json()
+    assert [choice["id"] for choice in response.get_json()["vote"]["choices"]] == [c, a]
+    tally = tallies(client, poll, auth)
+    assert votes_of(tally) == {a: 0, b: 1, c: 2}  # first preferences
+    assert tally["irv"]["winner"] == c
+    assert tally["irv"]["rounds"][0]["counts"] == {str(a): 0, str(b): 1, str(c): 2}
+    counts = database_counts(app, poll)
+    assert (counts.total, counts.options) == (3, {b: 1, c: 2})
+    with app.app_context():
+        ranked = db.session.execute(
+            sa.select(BallotChoice.option_id, BallotChoice.rank)
+            .where(BallotChoice.ballot_id == mine["id"]).order_by(BallotChoice.rank)).all()
+        ranking = db.session.get(Ballot, mine["id"]).ranking
+    assert [tuple(row) for row in ranked] == [(c, 1), (a, 2)]
+    assert ranking == f"{c},{a}"

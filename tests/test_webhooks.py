@@ -417,6 +417,19 @@ def test_votes_in_one_second_arrive_as_one_signed_batch(hook_client, hooks_app, 
     assert event["data"]["votes"][1]["created_at"].endswith("Z")
 
 
+def test_a_ranked_vote_arrives_with_its_choices_in_the_voters_order(hook_client, hooks_app,
+                                                                    auth, make_hook, make_poll,
+                                                                    vote, receiver):
+    poll = make_poll(kind="ranked", duplicate_check="none")
+    hook = make_hook(events=["vote.created"])
+    ranking = [poll["options"][2]["id"], poll["options"][0]["id"]]
+    assert vote(poll, ranking).status_code == 201
+    settle(hooks_app, settled(hook_client, auth, hook))
+    [request] = receiver.requests
+    event = verify(hook["secret"], request["headers"], request["body"])
+    assert event["data"]["votes"][0]["choices"] == ranking
+
+
 def test_votes_in_different_seconds_are_separate_deliveries(hook_client, hooks_app, auth,
                                                             make_hook, make_poll, vote,
                                                             receiver):

@@ -18,6 +18,7 @@ from service.infra.clock import now
 from service.infra.db import db
 from service.infra.fields import UTCDateTime
 from service.polls import manage as polls
+from service.tallies.schemas import IrvSchema
 from service.web.owner import require_owner
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1",
@@ -45,7 +46,13 @@ class ExportFiltersSchema(StrictSchema):
 class TallyRowSchema(StrictSchema):
     poll_id = fields.String(required=True)
     question = fields.String(required=True)
-    option_id = fields.Integer(required=True)
+    option_id = fields.Integer(
+        required=True, allow_none=True,
+        metadata={"description": "null on a ranked poll's runoff rows (CSV, NDJSON, XLSX), "
+                  "after the options' rows: `option_label` is `irv round N <option label>` "
+                  "(votes: that round's ballots for the option, percent of the round's "
+                  "ballots not exhausted), `irv round N exhausted`, and `irv winner "
+                  "<option label>`."})
     option_label = fields.String(required=True)
     votes = fields.Integer(required=True)
     percent = fields.Float(required=True, metadata={"description": "votes / ballots * 100."})
@@ -109,6 +116,10 @@ class TalliesExportSchema(PollExportSchema):
         ExportBaselineSchema, required=True, allow_none=True,
         metadata={"description": "The baseline included in the rows; null when there is "
                   "none or the export is filtered."})
+    irv = fields.Nested(
+        IrvSchema, allow_none=True,
+        metadata={"description": "Ranked polls only: the instant runoff of the exported "
+                  "ballots (as in the tallies). JSON only; the other formats add rows."})
     rows = fields.List(fields.Nested(TallyRowSchema), required=True)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from marshmallow import Schema, ValidationError
 from werkzeug.datastructures import MultiDict
 
+from service.infra import kinds
 from service.infra.errors import ValidationFailed, flatten_messages
 from service.infra.models import Poll
 from service.polls.schemas import OPTIONS_MAX, OPTIONS_MIN, QUESTION_MAX
@@ -84,7 +85,8 @@ def update_input(form: MultiDict, poll: Poll) -> dict:
     options += [{"id": None, "label": label} for label in lines(form.get("new_options", ""))]
     data = _common(form)
     data["options"] = options
-    if "max_choices" not in data and data.get("kind") == "multiple":
+    kind = kinds.KINDS.get(data.get("kind", ""))
+    if "max_choices" not in data and kind is not None and not kind.one_choice:
         data["max_choices"] = len(options)
     return data
 

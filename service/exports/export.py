@@ -15,18 +15,20 @@ import csv
 import hashlib
 import hmac
 import io
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from service.exports import spreadsheet
+from service.infra import kinds
 from service.infra.clock import iso, parse_iso
 from service.infra.errors import ValidationFailed
 from service.infra.models import (
@@ -39,6 +41,7 @@ from service.infra.models import (
     PollBaselineOption,
 )
 from service.tallies import baseline as baselines
+from service.tallies import irv
 from service.tallies.results import PERCENT_DECIMALS, wilson_interval
 
 DATA_KINDS = ("tallies", "timeseries", "votes")
@@ -219,7 +222,44 @@ def poll_export(*, session: Session, poll: Poll, params: ExportParams, secret: s
     if params.data == "tallies":
         baseline = baselines.of_poll(poll) if filters.whole_poll else None
         document["baseline"] = None if baseline is None else baseline.summary()
+        rows = _with_kind_blocks(rows, document, session=session, poll=poll, params=params)
     return Export(columns=COLUMNS[params.data], document=document, rows=rows)
+
+
+def _with_kind_blocks(rows: Iterable[tuple], document: dict, *, session: Session, poll: Poll,
+                      params: ExportParams) -> Iterable[tuple]:
+    """A ranked poll's runoff: the JSON answer's top-level `irv`, the other formats' rows
+    after the options' ones."""
+    if not kinds.of(poll.kind).ordered:
+        return rows
+    runoff = irv.runoff_of_groups(
+        irv.rankings(session, poll_id=poll.id, ranks=len(poll.options),
+                     conditions=_conditions(poll.id, params.filters)),
+        [option.id for option in poll.options])
+    if params.fmt == "json":
+        document["irv"] = runoff.view()
+        return rows
+    return itertools.chain(rows, irv_rows(poll, runoff))
+
+
+def irv_rows(poll: Poll, runoff: irv.Runoff) -> Iterator[tuple]:
+    """One row per round and option in the race: `irv round N <label>`, its ballots and
+    their percent of the round's ballots not exhausted (option_id empty); then
+    `irv winner <label>` when there is one."""
+    labels = {option.id: option.label for option in poll.options}
+    for number, one in enumerate(runoff.rounds, start=1):
+        active = sum(one.counts.values())
+        for option_id, votes in one.counts.items():
+            yield _tally_row(poll.id, poll.question, None,
+                             f"irv round {number} {labels.get(option_id, option_id)}",
+                             votes, active)
+        yield _tally_row(poll.id, poll.question, None, f"irv round {number} exhausted",
+                         one.exhausted, 0)
+    if runoff.winner is not None:
+        last = runoff.rounds[-1]
+        yield _tally_row(poll.id, poll.question, None,
+                         f"irv winner {labels.get(runoff.winner, runoff.winner)}",
+                         last.counts[runoff.winner], sum(last.counts.values()))
 
 
 def account_export(*, session: Session, owner: Owner, now: datetime) -> Export:
@@ -289,6 +329,8 @@ def tally_rows(*, session: Session, poll: Poll, filters: Filters) -> Iterator[tu
     baseline = baselines.of_poll(poll) if filters.whole_poll else None
     conditions = _conditions(poll.id, filters)
     total = session.scalar(select(func.count(Ballot.id)).where(*conditions)) or 0
+    if kinds.of(poll.kind).ordered:  # a ranked ballot counts for its first preference
+        conditions.append(BallotChoice.rank == 1)
     counts = dict(
         session.execute(
             select(BallotChoice.option_id, func.count())
@@ -331,7 +373,7 @@ def account_tally_rows(*, session: Session, owner: Owner) -> Iterator[tuple]:
             select(BallotChoice.option_id, func.count())
             .join(Option, Option.id == BallotChoice.option_id)
             .join(Poll, Poll.id == Option.poll_id)
-            .where(owned)
+            .where(owned, or_(BallotChoice.rank == 1, Poll.kind.not_in(kinds.ORDERED)))
             .group_by(BallotChoice.option_id)
         ).all()
     )
@@ -442,12 +484,14 @@ def pseudonymizer(secret: str, poll_id: str) -> Callable[[str | None], str | Non
 def vote_rows(*, session: Session, poll: Poll, secret: str,
               filters: Filters) -> Iterator[tuple]:
     """One row per ballot as it is now (changed votes with their new options and their
-    `changed_at`), oldest first, with its options in the poll's order.
+    `changed_at`), oldest first, with its options in the poll's order (a ranked poll's:
+    in the voter's order of preference).
 
     A ballot's choices arrive as consecutive rows (ordered by ballot) and are gathered
     here, so only one ballot is held at a time.
     """
-    positions = {option.id: option.position for option in poll.options}
+    positions = ({} if kinds.of(poll.kind).ordered else
+                 {option.id: option.position for option in poll.options})
     pseudonym = pseudonymizer(secret, poll.id)
     result = _stream(
         session,
@@ -456,7 +500,7 @@ def vote_rows(*, session: Session, poll: Poll, secret: str,
                Ballot.comment_hidden, utc_iso(Ballot.changed_at))
         .outerjoin(BallotChoice, BallotChoice.ballot_id == Ballot.id)
         .where(*_conditions(poll.id, filters))
-        .order_by(Ballot.created_at, Ballot.id)
+        .order_by(Ballot.created_at, Ballot.id, BallotChoice.rank)
     )
     ballot = None
     option_ids: list[int] = []
@@ -476,7 +520,7 @@ def _vote_row(ballot, option_ids: list[int], positions: dict[int, int],
               pseudonym: Callable[[str | None], str | None]) -> tuple:
     (ballot_id, created, other, comment, context, user_hash, cookie_hash, _, hidden,
      changed) = ballot
-    if len(option_ids) > 1:
+    if len(option_ids) > 1 and positions:
         option_ids.sort(key=lambda option_id: positions.get(option_id, option_id))
     # A signed site user is the respondent where the poll has one; else the browser.
     voter = pseudonym(f"user:{user_hash}" if user_hash else

@@ -17,6 +17,17 @@ class Kind:
     # Each ballot holds exactly one option: max_choices is always 1, and the options'
     # vote counts add up to the number of ballots.
     one_choice: bool
+    # The ballot's choices are an order of preference: options' `votes` count first
+    # preferences only, and the tallies add an instant runoff (service/tallies/irv.py).
+    ordered: bool = False
+
+    def ranking(self, choices: tuple[int, ...]) -> str | None:
+        """An ordered ballot's choices as its stored ranking ("17,19,18"); else None."""
+        return ",".join(map(str, choices)) if self.ordered and choices else None
+
+    def counted(self, choices: tuple[int, ...]) -> tuple[int, ...]:
+        """The choices an option's vote count counts: an ordered ballot's first."""
+        return choices[:1] if self.ordered else choices
 
 
 KINDS: dict[str, Kind] = {
@@ -24,9 +35,11 @@ KINDS: dict[str, Kind] = {
     for kind in (
         Kind(name="single", label="Single choice", one_choice=True),
         Kind(name="multiple", label="Multiple choice", one_choice=False),
+        Kind(name="ranked", label="Ranked choice", one_choice=False, ordered=True),
     )
 }
 NAMES = tuple(KINDS)
+ORDERED = tuple(name for name, kind in KINDS.items() if kind.ordered)
 DEFAULT = "single"
 
 

@@ -251,6 +251,10 @@ class Ballot(Base):
     comment_hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
     # When its voter last changed it (None: as cast); service/voting/change.py.
     changed_at: Mapped[datetime | None]
+    # A ranked poll's ballot: its option ids in order of preference ("17,19,18"), a copy
+    # of its choices' ranks that the runoff groups in one pass over the ballots
+    # (service/tallies/irv.py). The choices stay the record; null for the other kinds.
+    ranking: Mapped[str | None] = mapped_column(Text)
 
 
 class BallotChoice(Base):
@@ -262,6 +266,9 @@ class BallotChoice(Base):
     option_id: Mapped[int] = mapped_column(
         ForeignKey("options.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The choice's place in the voter's order (1 first): a ranked poll's preference; the
+    # other kinds keep the order the choices were sent in.
+    rank: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class VoteClaim(Base):

@@ -70,6 +70,12 @@ LOCALE_FIELD = dict(
     validate=validate.Regexp(BCP47, error="Not a BCP 47 language tag such as 'en' or 'pt-BR'.")
 )
 
+KIND_DESCRIPTION = (
+    "`single`: one option; `multiple`: up to `max_choices` options; `ranked`: `choices` "
+    "lists 1..`max_choices` distinct option ids in order of preference (partial rankings "
+    "allowed; `max_choices` is the number of ranks, by default every option), and the "
+    "tallies add an instant runoff (`irv`).")
+
 class PollCreateSchema(Schema):
     question = Trimmed(required=True, validate=validate.Length(1, QUESTION_MAX))
     options = fields.List(
@@ -77,7 +83,8 @@ class PollCreateSchema(Schema):
         required=True,
         validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX),
     )
-    kind = fields.String(load_default=kinds.DEFAULT, validate=validate.OneOf(kinds.NAMES))
+    kind = fields.String(load_default=kinds.DEFAULT, validate=validate.OneOf(kinds.NAMES),
+                         metadata={"description": KIND_DESCRIPTION})
     max_choices = StrictInteger(
         load_default=None,
         validate=validate.Range(min=1),
@@ -155,7 +162,8 @@ class PollUpdateSchema(Schema):
     options = fields.List(
         fields.Nested(OptionChangeSchema), validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX)
     )
-    kind = fields.String(validate=validate.OneOf(kinds.NAMES))
+    kind = fields.String(validate=validate.OneOf(kinds.NAMES),
+                         metadata={"description": KIND_DESCRIPTION})
     max_choices = StrictInteger(validate=validate.Range(min=1))
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()

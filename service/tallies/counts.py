@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Integer, cast, func, null, select, union_all
+from sqlalchemy import Connection, Engine, Integer, cast, func, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from service.infra import keys
+from service.infra import keys, kinds
 from service.infra.clock import epoch_ms
 from service.infra.models import Ballot, BallotChoice, Poll
 from service.infra.redis import RedisHandle
@@ -83,7 +83,9 @@ def from_database(*, session: Session | Connection, poll_id: str,
         select(BallotChoice.option_id, func.count(), cast(null(), Integer),
                cast(null(), Ballot.created_at.type))
         .join(Ballot, Ballot.id == BallotChoice.ballot_id)
-        .where(*ballot_filter)
+        .join(Poll, Poll.id == Ballot.poll_id)
+        # A ranked ballot counts for its first preference (the kind's `counted`).
+        .where(*ballot_filter, or_(BallotChoice.rank == 1, Poll.kind.not_in(kinds.ORDERED)))
         .group_by(BallotChoice.option_id)
     )
     rows = session.execute(union_all(totals, per_option)).all()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+from service.infra import kinds
 from service.infra.clock import iso
+from service.infra.db import db
 from service.infra.models import Poll, challenge_on
 from service.tallies import baseline as baselines
+from service.tallies import irv
 from service.tallies.counts import Counts
 
 WILSON_Z95 = 1.959963984540054
@@ -37,6 +40,7 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
     """The tallies answer as plain values: the ballots' `counts` (of `context`'s ballots
     when given), plus the poll's baseline for the whole poll."""
     baseline = None if context is not None else baselines.of_poll(poll)
+    ballots = counts
     counts = baselines.combined(counts, baseline)
     total = counts.total
     options = []
@@ -65,7 +69,20 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
         "updated_at": iso(updated),
         "baseline": None if baseline is None else baseline.summary(),
         "challenge": challenge_on(poll, now),
+        **_kind_blocks(poll, ballots, suppressed=suppressed, context=context),
     }
+
+
+def _kind_blocks(poll: Poll, ballots: Counts, *, suppressed: bool,
+                 context: str | None) -> dict:
+    """The blocks a kind adds to the tallies (null while suppressed): a ranked poll's
+    instant runoff, over its ballots alone (a baseline holds no rankings)."""
+    if not kinds.of(poll.kind).ordered:
+        return {}
+    if suppressed:
+        return {"irv": None}
+    found = irv.for_poll(poll, ballots, engine=db.engine, context=context)
+    return {"irv": None if found is None else found.view()}
 
 
 def results_visible(poll: Poll, *, now: datetime, is_owner: bool, has_voted) -> bool:

@@ -23,6 +23,24 @@ class TallyBaselineSchema(Schema):
     source = fields.String(metadata={"example": "PsyWeb poll, 2009-2026"})
     as_of = fields.String(metadata={"example": "2026-11-30T00:00:00Z"})
 
+class IrvRoundSchema(Schema):
+    counts = fields.Dict(
+        keys=fields.String(), values=fields.Integer(),
+        metadata={"description": "Each option still in the race (by id) and the ballots "
+                  "whose highest-ranked option in the race it is.",
+                  "example": {"17": 1203, "18": 990, "19": 12}})
+    eliminated = fields.List(fields.Integer(), metadata={
+        "description": "The option eliminated after this round (the fewest ballots; ties: "
+                       "fewer first preferences, then the lowest id); empty in the last."})
+    exhausted = fields.Integer(metadata={
+        "description": "Ballots with no option left in the race."})
+
+class IrvSchema(Schema):
+    rounds = fields.List(fields.Nested(IrvRoundSchema))
+    winner = fields.Integer(allow_none=True, metadata={
+        "description": "The option with more than half of the ballots not exhausted; null "
+                       "while nobody has voted."})
+
 class TalliesSchema(Schema):
     poll_id = fields.String()
     status = fields.String()
@@ -42,6 +60,10 @@ class TalliesSchema(Schema):
         "description": "Whether a vote must carry a proof-of-work solution now (`altcha`, "
                        "from GET .../challenge): always for `challenge: pow`, while the "
                        "poll looks attacked for `auto`."})
+    irv = fields.Nested(IrvSchema, allow_none=True, metadata={
+        "description": "`ranked` polls only: the instant runoff of the ballots' rankings "
+                       "(`options[].votes` count first preferences). Null while "
+                       "suppressed; the baseline holds no rankings and is not in it."})
 
 class TalliesQuerySchema(Schema):
     context = Text(validate=validate.Length(1, CONTEXT_MAX))

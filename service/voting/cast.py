@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from service.infra import kinds
 from service.infra.clock import epoch_ms, iso
 from service.infra.errors import (
     ChallengeRequired,
@@ -441,6 +442,7 @@ class _Casting:
             "cookie_hash": self.hashes["cookie"], "ip_hash": self.hashes["ip"],
             "user_hash": self.hashes.get("user"), "receipt_hash": receipt_hash(self.receipt),
             "idempotency_hash": self.keyed,
+            "ranking": kinds.of(poll.kind).ranking(ballot.choices),
         }
         window = poll.vote_window_seconds
         try:
@@ -482,8 +484,8 @@ class _Casting:
         shown = results_visible(poll, now=now, is_owner=False, has_voted=lambda: True)
         created_at = iso(now)
         call = CountCall(poll_id=poll.id, ballot_id=self.ballot_id, at_ms=epoch_ms(now),
-                         option_ids=ballot.choices, has_other=ballot.other is not None,
-                         context=ballot.context)
+                         option_ids=kinds.of(poll.kind).counted(ballot.choices),
+                         has_other=ballot.other is not None, context=ballot.context)
         if self.identities:
             call.confirm(identities=self.identities, claim=self.call.claim)
         call.publish().integrity(

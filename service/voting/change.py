@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import case, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.infra import kinds
 from service.infra.clock import epoch_ms, iso
 from service.infra.errors import ChangeNotAllowed, PollClosed
 from service.infra.models import Ballot as BallotRow
@@ -68,7 +69,7 @@ def change(*, session: Session, redis: RedisHandle, row: BallotRow, ballot: Ball
         raise PollClosed(CLOSED_DETAIL)
     validate(poll, ballot, check_user=False)
     changed = _record(session=session, ballot_id=row.id, poll_id=poll.id, ballot=ballot,
-                      now=now)
+                      kind=kinds.of(poll.kind), now=now)
     _move(redis=redis, changed=changed)
     shown = results_visible(poll, now=now, is_owner=False, has_voted=lambda: True)
     answer = {"vote": _vote_of(session, row.id), "tallies": None}
@@ -84,7 +85,7 @@ def change(*, session: Session, redis: RedisHandle, row: BallotRow, ballot: Ball
 
 
 def _record(*, session: Session, ballot_id: str, poll_id: str, ballot: Ballot,
-            now: datetime) -> Changed:
+            kind: kinds.Kind, now: datetime) -> Changed:
     """One transaction: lock the ballot (while its poll is open and allows changes), read
     what it holds, write what it holds now; committed."""
     session.commit()  # what the request read is done with: the change starts afresh
@@ -104,17 +105,22 @@ def _record(*, session: Session, ballot_id: str, poll_id: str, ballot: Ballot,
         select(BallotRow.other.is_not(None), BallotRow.context).where(BallotRow.id == ballot_id)
     ).one()
     old = tuple(session.scalars(
-        select(BallotChoice.option_id).where(BallotChoice.ballot_id == ballot_id)))
+        select(BallotChoice.option_id).where(BallotChoice.ballot_id == ballot_id)
+        .order_by(BallotChoice.rank)))
     session.execute(update(BallotRow).where(BallotRow.id == ballot_id)
-                    .values(other=ballot.other, comment=ballot.comment)
+                    .values(other=ballot.other, comment=ballot.comment,
+                            ranking=kind.ranking(ballot.choices))
                     .execution_options(synchronize_session=False))
     session.execute(delete(BallotChoice).where(BallotChoice.ballot_id == ballot_id))
     if ballot.choices:
         session.execute(insert(BallotChoice), [
-            {"ballot_id": ballot_id, "option_id": option_id} for option_id in ballot.choices])
+            {"ballot_id": ballot_id, "option_id": option_id, "rank": rank}
+            for rank, option_id in enumerate(ballot.choices, start=1)])
     session.commit()
+    # The tallies count what a ballot's kind counts: a ranked ballot's first preference.
     return Changed(poll_id=poll_id, ballot_id=ballot_id, context=context, changed_at=now,
-                   old_option_ids=old, new_option_ids=ballot.choices,
+                   old_option_ids=kind.counted(old),
+                   new_option_ids=kind.counted(ballot.choices),
                    had_other=bool(had_other), has_other=ballot.other is not None)
 
 
@@ -155,8 +161,10 @@ def _vote_of(session: Session, ballot_id: str) -> dict:
     choices = session.execute(
         select(Option.id, Option.label)
         .join(BallotChoice, BallotChoice.option_id == Option.id)
+        .join(Poll, Poll.id == Option.poll_id)
         .where(BallotChoice.ballot_id == ballot_id)
-        .order_by(Option.position)
+        .order_by(case((Poll.kind.in_(kinds.ORDERED), BallotChoice.rank), else_=0),
+                  Option.position)
     ).all()
     return {
         "id": row.id, "created_at": iso(row.created_at),

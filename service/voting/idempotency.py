@@ -98,6 +98,7 @@ def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bo
             "min_votes": poll.results_min_votes,
             "baseline": _kept_baseline(baselines.of_poll(poll)),
             "challenge": challenge,
+            "kind": poll.kind,
         }
     else:
         stored["tallies"] = None
@@ -145,6 +146,8 @@ class _PollShown:
     # Whether the proof of work was on, as the tallies said: `pow` stands for "on".
     challenge: str = "none"
     challenge_until: None = None
+    # A ranked poll's replayed tallies add its runoff (read anew from the database).
+    kind: str = "single"
 
     def status_at(self, _now) -> str:
         return self.status
@@ -166,6 +169,7 @@ def stored_answer(entry: dict[bytes, bytes]) -> dict:
             # Kept by answers since baselines exist; older answers had none.
             baseline=_shown_baseline(shown.get("baseline")),
             challenge="pow" if shown.get("challenge") else "none",
+            kind=shown.get("kind", "single"),  # kept by answers since ranked polls exist
         )
         answer["tallies"] = tallies_view(
             poll, counts, now=None, suppressed=is_suppressed(poll, counts, is_owner=False))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import case, delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from service.infra import keys
+from service.infra import keys, kinds
 from service.infra.errors import NotFound, PollClosed
 from service.infra.models import Ballot, BallotChoice, Option, Poll
 from service.infra.redis import RedisHandle
@@ -37,12 +37,14 @@ def get_ballot(*, session: Session, receipt: str) -> Ballot:
 
 
 def vote_view(*, session: Session, ballot: Ballot) -> dict:
-    """The vote as its voter sent it."""
+    """The vote as its voter sent it (a ranked ballot's choices in the voter's order)."""
     choices = session.execute(
         select(Option.id, Option.label)
         .join(BallotChoice, BallotChoice.option_id == Option.id)
+        .join(Poll, Poll.id == Option.poll_id)
         .where(BallotChoice.ballot_id == ballot.id)
-        .order_by(Option.position)
+        .order_by(case((Poll.kind.in_(kinds.ORDERED), BallotChoice.rank), else_=0),
+                  Option.position)
     ).all()
     return {
         "poll_id": ballot.poll_id,

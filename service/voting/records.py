@@ -50,14 +50,16 @@ WITH claims AS (
   RETURNING 1
 ), ballot AS (
   INSERT INTO ballots (id, poll_id, created_at, other, comment, context, cookie_hash,
-                       ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden)
+                       ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden,
+                       ranking)
   SELECT :id, :poll_id, :created_at, :other, :comment, :context, :cookie_hash, :ip_hash,
-         :user_hash, :receipt_hash, :idempotency_hash, false
+         :user_hash, :receipt_hash, :idempotency_hash, false, :ranking
   WHERE (SELECT count(*) FROM claims) = cardinality(CAST(:identities AS varchar[]))
   RETURNING 1
 ), choices AS (
-  INSERT INTO ballot_choices (ballot_id, option_id)
-  SELECT :id, option_id FROM unnest(CAST(:option_ids AS integer[])) AS option_id
+  INSERT INTO ballot_choices (ballot_id, option_id, rank)
+  SELECT :id, option_id, rank
+  FROM unnest(CAST(:option_ids AS integer[])) WITH ORDINALITY AS chosen(option_id, rank)
   WHERE EXISTS (SELECT FROM ballot)
 )
 SELECT count(*) FROM ballot
@@ -172,8 +174,8 @@ class _Vote:
         connection.execute(_INSERT_BALLOT, {**row, "comment_hidden": False})
         if self.option_ids:
             connection.execute(_INSERT_CHOICES, [
-                {"ballot_id": row["id"], "option_id": option_id}
-                for option_id in self.option_ids])
+                {"ballot_id": row["id"], "option_id": option_id, "rank": rank}
+                for rank, option_id in enumerate(self.option_ids, start=1)])
         if claims:
             taken = connection.execute(_take_claims(row, claims, self.claims_until)).rowcount
             if taken != len(claims):

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.infra import keys
+from service.infra import keys, kinds
 from service.infra.clock import iso
 from service.infra.models import Ballot, BallotChoice, Poll, Webhook
 from service.infra.models import WebhookDelivery as Delivery
@@ -110,10 +110,14 @@ def vote_deliveries(*, session: Session, poll_id: str, ballot_ids: list[str],
     for ballot_id, option_id in session.execute(
         select(BallotChoice.ballot_id, BallotChoice.option_id)
         .where(BallotChoice.ballot_id.in_(ballot_ids))
+        .order_by(BallotChoice.ballot_id, BallotChoice.rank)
     ):
         choices[ballot_id].append(option_id)
+    # A ranked ballot's choices in the voter's order of preference; the others by id.
+    ordered = kinds.of(poll.kind).ordered
     data = {"poll_id": poll_id, "votes": [
-        {"id": b.id, "created_at": iso(b.created_at), "choices": sorted(choices[b.id]),
+        {"id": b.id, "created_at": iso(b.created_at),
+         "choices": choices[b.id] if ordered else sorted(choices[b.id]),
          "other": b.other, "comment": None if b.comment_hidden else b.comment,
          "context": b.context}
         for b in ballots

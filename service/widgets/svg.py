@@ -51,8 +51,14 @@ def results_svg(poll_id: str):
                                       has_voted=lambda: False)
     results = shown_results(poll, counts, moment=moment) if visible else None
     rows = results["rows"] if results else []
+    runoff = results["runoff"] if results else None
+    if runoff is not None and runoff["final_rows"]:
+        # A ranked poll: the instant runoff's final round, and its winner as the note.
+        rows = runoff["final_rows"]
     shown_rows = rows if results and not results["view"]["suppressed"] else []
     baseline = results["baseline"] if results else None
+    if runoff is not None and runoff["winner"]:
+        baseline = runoff["winner"] if baseline is None else f"{runoff['winner']}. {baseline}"
     height = (SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
               + (SVG_NOTE if baseline else 0))
     body = render_template(

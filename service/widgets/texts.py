@@ -12,7 +12,7 @@ from flask_babel import format_date, format_decimal, get_locale, gettext
 
 from service.tallies import baseline as baselines
 from service.tallies.counts import Counts
-from service.tallies.results import is_suppressed, tallies_view
+from service.tallies.results import PERCENT_DECIMALS, is_suppressed, tallies_view
 from service.widgets import display, i18n
 
 # The baseline's date, as the widget writes dates (medium, in UTC).
@@ -23,6 +23,7 @@ MESSAGE_CODES = frozenset((
     "duplicate_vote", "poll_closed", "choose_one", "too_many", "invalid", "expired_form",
     "origin_not_allowed", "rate_limited", "unavailable", "network", "not_found",
     "vote_pending", "challenge_required", "poll_full", "change_not_allowed", "no_vote",
+    "rank_repeated", "rank_gap",
 ))
 
 
@@ -47,6 +48,9 @@ def messages() -> dict[str, str]:
         "poll_full": full_message(),
         "change_not_allowed": gettext("This poll does not let you change your vote."),
         "no_vote": gettext("There is no vote from this browser to change."),
+        # A ranked poll's form without JavaScript: one select per option.
+        "rank_repeated": gettext("Please give each rank to one option only."),
+        "rank_gap": gettext("Please rank from 1 upwards without skipping a number."),
     }
 
 
@@ -73,6 +77,14 @@ def script_texts() -> dict:
         "votes": i18n.plural_forms("%(num)s vote", "%(num)s votes"),
         "total": i18n.plural_forms("Total votes: %(num)s", "Total votes: %(num)s"),
         "other": gettext("Other answers"),
+        # A ranked poll's ordering buttons and what the live region says after a move.
+        "moveUp": gettext("Move up"),
+        "moveDown": gettext("Move down"),
+        "moveUpLabel": gettext("Move up: %(label)s", label="{label}"),
+        "moveDownLabel": gettext("Move down: %(label)s", label="{label}"),
+        "position": gettext("%(label)s, position %(position)s of %(count)s",
+                            label="{label}", position="{position}", count="{count}"),
+        "winner": gettext("Winner after the instant runoff: %(label)s", label="{label}"),
         # `{date}`: the baseline's `as_of`, a medium date in UTC (Intl.DateTimeFormat).
         "baseline": i18n.plural_forms("includes %(num)s vote before %(date)s",
                                       "includes %(num)s votes before %(date)s",
@@ -120,9 +132,32 @@ def shown_results(poll, counts: Counts, *, moment: datetime) -> dict:
         "total": i18n.counted("Total votes: %(num)s", "Total votes: %(num)s",
                               view["total_votes"]),
         "baseline": baseline_note(poll),
+        "runoff": _runoff_note(poll, view),
         "other": None if view["other_votes"] is None or not poll.allow_other else
         format_decimal(view["other_votes"]),
     }
+
+
+def _runoff_note(poll, view: dict) -> dict | None:
+    """A ranked poll's results: its winner after the instant runoff, if any."""
+    runoff = view.get("irv")
+    if runoff is None:
+        return None
+    labels = {option.id: option.label for option in poll.options}
+    winner = runoff["winner"]
+    final = runoff["rounds"][-1] if runoff["rounds"] else None
+    return {
+        "winner": None if winner is None else gettext(
+            "Winner after the instant runoff: %(label)s", label=labels.get(winner, winner)),
+        "final_rows": [] if final is None else _result_rows({"options": [
+            {"id": int(option_id), "label": labels.get(int(option_id), option_id),
+             "votes": votes, "percent": _share(votes, sum(final["counts"].values()))}
+            for option_id, votes in final["counts"].items()]}),
+    }
+
+
+def _share(votes: int, total: int) -> float:
+    return round(votes / total * 100, PERCENT_DECIMALS) if total else 0.0
 
 
 def later_message(poll) -> str:

@@ -9,6 +9,7 @@ from flask import current_app, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext
 from marshmallow import ValidationError
 
+from service.infra import kinds
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ServiceError, ValidationFailed
@@ -152,6 +153,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         "live": results is not None and status == "open",
         "hiddenText": later_message(poll),
         "maxChoices": poll.max_choices,
+        "ranked": kinds.of(poll.kind).ordered,
         "allowOther": poll.allow_other,
         "texts": script_texts(),
         # The proof of work: solved ahead while it is on, and whenever a vote is told
@@ -181,6 +183,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
                     if page.can_change and not page.show_form else None),
         csrf_token=cache.token_mark,
         config=config, challenge=page.challenge, needs_script=needs_script(),
+        ranked=kinds.of(poll.kind).ordered,
     )
     return cache.put(page, body, display.widget_policy(poll, cache.nonce_mark))
 
@@ -188,7 +191,8 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
 def _form_ballot(poll, shown: display.Display) -> Ballot:
     """The form's fields as the JSON API's vote, validated by the same schema; a
     ValidationFailed's detail is the widget's message code."""
-    raw_choices = request.form.getlist("choice")
+    raw_choices = (_ranked_choices(poll) if kinds.of(poll.kind).ordered
+                   else request.form.getlist("choice"))
     other = (request.form.get("other") or "").strip() or None
     comment = (request.form.get("comment") or "").strip() or None
     if not raw_choices and not (other and poll.allow_other):
@@ -204,6 +208,26 @@ def _form_ballot(poll, shown: display.Display) -> Ballot:
         }))
     except (ValueError, ValidationError):
         raise ValidationFailed({"_form": ["Invalid vote."]}, detail="invalid") from None
+
+
+def _ranked_choices(poll) -> list[str]:
+    """A ranked poll's form: one `rank-<option id>` select per option (1..max_choices, or
+    empty: not ranked), as the option ids in order of preference. The ranks must be given
+    once each, from 1 without a gap."""
+    ranks: dict[int, str] = {}
+    for option in poll.options:
+        value = (request.form.get(f"rank-{option.id}") or "").strip()
+        if not value:
+            continue
+        if not value.isdecimal() or not 1 <= int(value) <= poll.max_choices:
+            raise ValidationFailed({"choices": ["Invalid rank."]}, detail="invalid")
+        if int(value) in ranks:
+            raise ValidationFailed({"choices": ["A rank was given twice."]},
+                                   detail="rank_repeated")
+        ranks[int(value)] = str(option.id)
+    if ranks and sorted(ranks) != list(range(1, len(ranks) + 1)):
+        raise ValidationFailed({"choices": ["The ranks have a gap."]}, detail="rank_gap")
+    return [ranks[rank] for rank in sorted(ranks)]
 
 
 @blp.post("/polls/<id:poll_id>/widget")

@@ -99,7 +99,25 @@
     }
     byId("pb-total").textContent = counted(texts.total, tallies.total_votes);
     renderBaseline(tallies.baseline);
+    renderRunoff(tallies);
     section.hidden = false;
+  }
+
+  /* A ranked poll: the bars count first preferences; the winner is the runoff's. */
+  function renderRunoff(tallies) {
+    var note = byId("pb-first-preferences");
+    var winner = byId("pb-winner");
+    if (!note || !winner) { return; }
+    var runoff = tallies.irv;
+    note.hidden = !runoff;
+    var found = null;
+    if (runoff && runoff.winner !== null) {
+      tallies.options.forEach(function (option) {
+        if (option.id === runoff.winner) { found = option.label; }
+      });
+    }
+    winner.textContent = found === null ? "" : texts.winner.replace("{label}", found);
+    winner.hidden = found === null;
   }
 
   /* "includes N votes before <date>": the total counts votes from before Pollbox. */
@@ -246,6 +264,68 @@
     }).catch(function () { failed("network"); });
   }
 
+  /* A ranked poll: the visitor ticks the options to rank (partial rankings are fine) and
+     orders them with up and down buttons (keyboard or pointer); the ticked ones, in list
+     order, are the ranking. Focus stays on the moved option's button, and the live
+     region says where it went. The selects of the form without JavaScript are removed;
+     the option's label names its tick box instead. */
+  var ranking = config.ranked ? byId("pb-ranking") : null;
+  var rankLive = byId("pb-rank-live");
+  function rankItems() { return Array.prototype.slice.call(ranking.children); }
+  function labelOf(item) { return item.querySelector(".pb-rank-label").textContent; }
+  function renumber() {
+    var rank = 0;
+    rankItems().forEach(function (item, index) {
+      var ranked = item.querySelector(".pb-include").checked;
+      if (ranked) { rank += 1; }
+      item.querySelector(".pb-rank-pos").textContent = ranked ? number(rank) : "–";
+      item.querySelector(".pb-up").disabled = index === 0;
+      item.querySelector(".pb-down").disabled = index === rankItems().length - 1;
+    });
+  }
+  function move(item, step, button) {
+    var items = rankItems();
+    var index = items.indexOf(item);
+    var target = index + step;
+    if (target < 0 || target >= items.length) { return; }
+    if (step < 0) { ranking.insertBefore(item, items[target]); }
+    else { ranking.insertBefore(item, items[target].nextSibling); }
+    renumber();
+    /* Focus follows the item; at an edge its other button takes it (this one is off). */
+    var keep = button.disabled ? item.querySelector(step < 0 ? ".pb-down" : ".pb-up") : button;
+    keep.focus();
+    rankLive.textContent = texts.position.replace("{label}", labelOf(item))
+      .replace("{position}", number(target + 1)).replace("{count}", number(items.length));
+  }
+  function rankButton(item, className, text, labelText, step) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = className;
+    button.textContent = text;
+    button.setAttribute("aria-label", labelText.replace("{label}", labelOf(item)));
+    button.addEventListener("click", function () { move(item, step, button); });
+    return button;
+  }
+  if (ranking) {
+    rankItems().forEach(function (item) {
+      item.querySelector("select").remove();
+      var include = document.createElement("input");
+      include.type = "checkbox";
+      include.className = "pb-include";
+      include.id = "pb-i-" + item.getAttribute("data-option");
+      include.addEventListener("change", renumber);
+      item.querySelector(".pb-rank-label").setAttribute("for", include.id);
+      item.insertBefore(include, item.firstChild);
+      var position = document.createElement("span");
+      position.className = "pb-rank-pos";
+      position.setAttribute("aria-hidden", "true");
+      item.insertBefore(position, item.firstChild);
+      item.appendChild(rankButton(item, "pb-up", texts.moveUp, texts.moveUpLabel, -1));
+      item.appendChild(rankButton(item, "pb-down", texts.moveDown, texts.moveDownLabel, 1));
+    });
+    renumber();
+  }
+
   var idempotencyKey = null;
   form.addEventListener("submit", function (event) {
     if (changing && !receipt) { return; }  /* the widget changes this browser's vote */
@@ -255,6 +335,11 @@
     form.querySelectorAll('input[name="choice"]:checked').forEach(function (input) {
       choices.push(parseInt(input.value, 10));
     });
+    if (ranking) {
+      choices = rankItems().filter(function (item) {
+        return item.querySelector(".pb-include").checked;
+      }).map(function (item) { return parseInt(item.getAttribute("data-option"), 10); });
+    }
     var otherInput = form.querySelector('input[name="other"]');
     var commentInput = form.querySelector('textarea[name="comment"]');
     var other = otherInput ? otherInput.value.trim() : "";
