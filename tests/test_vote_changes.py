@@ -302,3 +302,23 @@ def test_a_changed_ranking_moves_first_preferences_and_the_runoff(app, client, a
         ranking = db.session.get(Ballot, mine["id"]).ranking
     assert [tuple(row) for row in ranked] == [(c, 1), (a, 2)]
     assert ranking == f"{c},{a}"
+
+
+def test_live_streams_are_told_of_a_change(app, client, make_poll, vote):
+    poll = make_poll(allow_change=True)
+    yes, _past, no = (option["id"] for option in poll["options"])
+    cast = vote(poll, [yes]).get_json()["vote"]
+    with app.app_context():
+        listener = redis_handle().client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(keys.tally_changes(poll["id"]))
+    try:
+        assert client.put(receipt_url(cast["receipt"]), json={"choices": [no]}).status_code == 200
+        told = None
+        for _ in range(50):
+            told = listener.get_message(timeout=0.1)
+            if told is not None:
+                break
+    finally:
+        listener.close()
+
+    assert told is not None and told["data"].decode().startswith(f"{cast['id']}@")

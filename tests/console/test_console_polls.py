@@ -164,6 +164,19 @@ def test_creating_a_poll_with_every_field(console, client, auth, clock):
         "locale": "de", "status": "scheduled"}
 
 
+def test_letting_voters_change_their_vote_is_set_and_shown_in_the_console(console, client,
+                                                                          auth):
+    poll_id = created_id(console.post("/console/polls/new", create_form(allow_change="on")))
+
+    assert api_poll(client, auth, poll_id)["allow_change"] is True
+    page = console.get(f"/console/polls/{poll_id}").get_data(as_text=True)
+    assert '<dd id="allow-change">yes, while the poll is open</dd>' in page
+    edit = console.get(f"/console/polls/{poll_id}/edit").get_data(as_text=True)
+    assert 'id="allow_change" name="allow_change" checked' in edit
+    plain = created_id(console.post("/console/polls/new", create_form()))
+    assert api_poll(client, auth, plain)["allow_change"] is False
+
+
 def test_a_retention_is_set_shown_and_cleared_in_the_console(console, client, auth):
     poll_id = created_id(console.post("/console/polls/new", create_form(
         retention_days="30", vote_window_seconds="86400")))
