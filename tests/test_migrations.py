@@ -31,6 +31,7 @@ class Adds:
     ballot_unique_indexes: set[str] = field(default_factory=set)
     claim_columns: set[str] = field(default_factory=set)
     key_columns: set[str] = field(default_factory=set)
+    option_columns: set[str] = field(default_factory=set)
 
 
 MIGRATIONS = {
@@ -73,34 +74,42 @@ MIGRATIONS = {
         poll_columns={"challenge", "challenge_until"},
         tables={"spent_challenges"},
     ),
+    "0014": Adds(  # rating and NPS polls: a poll's scale, an option's numeric value
+        previous="0011",
+        poll_columns={"scale"},
+        option_columns={"value"},
+    ),
 }
 
 
-def schema(engine) -> tuple[set[str], set[str], set[str], set[str], set[str], set[str]]:
+def schema(engine) -> tuple[set[str], ...]:
     """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes,
-    the vote claims' columns and the API keys' columns."""
+    the vote claims' columns, the API keys' columns and the options' columns."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     poll_columns = {column["name"] for column in inspector.get_columns("polls")}
     unique = {index["name"] for index in inspector.get_indexes("ballots") if index["unique"]}
     claim_columns = {column["name"] for column in inspector.get_columns("vote_claims")}
     key_columns = {column["name"] for column in inspector.get_columns("api_keys")}
+    option_columns = {column["name"] for column in inspector.get_columns("options")}
     return (set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns,
-            key_columns)
+            key_columns, option_columns)
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns, options = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
             and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique
-            and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns)
+            and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns
+            and adds.option_columns <= options)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns = schema(engine)
+    tables, columns, poll_columns, unique, claim_columns, key_columns, options = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
                 or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique
-                or adds.claim_columns & claim_columns or adds.key_columns & key_columns)
+                or adds.claim_columns & claim_columns or adds.key_columns & key_columns
+                or adds.option_columns & options)
 
 
 @contextmanager

@@ -45,10 +45,16 @@ class ExportFiltersSchema(StrictSchema):
 class TallyRowSchema(StrictSchema):
     poll_id = fields.String(required=True)
     question = fields.String(required=True)
-    option_id = fields.Integer(required=True)
+    option_id = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "null on a statistic row of a `rating` or `nps` poll (CSV, NDJSON, "
+                       "XLSX; a JSON document has the `rating` or `nps` block instead): "
+                       "`option_label` names the statistic (`mean`, `median`; `nps`, "
+                       "`promoters`, `passives`, `detractors`), its number in `value` and "
+                       "its interval in `ci95_low`/`ci95_high`, or a count in `votes`."})
     option_label = fields.String(required=True)
-    votes = fields.Integer(required=True)
-    percent = fields.Float(required=True, metadata={"description": "votes / ballots * 100."})
+    votes = fields.Integer(required=True, allow_none=True)
+    percent = fields.Float(required=True, allow_none=True,
+                           metadata={"description": "votes / ballots * 100."})
     ci95_low = fields.Float(required=True, allow_none=True,
                             metadata={"description": "Wilson score interval at 95 %, percent; "
                                       "null without ballots."})
@@ -57,6 +63,10 @@ class TallyRowSchema(StrictSchema):
         required=True,
         metadata={"description": "How many of `votes` come from the poll's baseline (votes "
                   "from before Pollbox); 0 when filtered by context or time."})
+    value = fields.Float(
+        required=True, allow_none=True,
+        metadata={"description": "A scale point's number (`rating`, `nps` polls) or a "
+                  "statistic row's number; null for options of other kinds."})
 
 
 class TimeseriesRowSchema(StrictSchema):

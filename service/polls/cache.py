@@ -62,6 +62,7 @@ class OptionSnapshot:
     id: int
     label: str
     position: int
+    value: int | None = None  # a scale point's number (rating, NPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ class PollSnapshot:
     version: str | None
     # Votes from before Pollbox, added to the whole poll's tallies when they are shown.
     baseline: Baseline | None = None
+    # A rating's scale (models.Poll.scale).
+    scale: dict | None = None
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
@@ -115,9 +118,11 @@ class PollSnapshot:
             allowed_origins=tuple(poll.allowed_origins or ()), locale=poll.locale,
             signing_secret=poll.signing_secret, created_at=poll.created_at,
             updated_at=poll.updated_at,
-            options=tuple(OptionSnapshot(o.id, o.label, o.position) for o in poll.options),
+            options=tuple(OptionSnapshot(o.id, o.label, o.position, o.value)
+                          for o in poll.options),
             version=version,
             baseline=None if poll.baseline is None else Baseline.of(poll.baseline),
+            scale=None if poll.scale is None else dict(poll.scale),
         )
 
 

@@ -94,7 +94,8 @@ def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bo
         stored["shown"] = {
             "poll_id": poll.id, "status": status,
             "created_at": poll.created_at.strftime(ISO_MICROSECONDS),
-            "options": [[option.id, option.label] for option in poll.options],
+            "kind": poll.kind,
+            "options": [[option.id, option.label, option.value] for option in poll.options],
             "min_votes": poll.results_min_votes,
             "baseline": _kept_baseline(baselines.of_poll(poll)),
             "challenge": challenge,
@@ -115,6 +116,7 @@ def finished_answer(answer: dict) -> str:
 class _OptionShown:
     id: int
     label: str
+    value: int | None = None
 
 
 def _kept_baseline(baseline: Baseline | None) -> dict | None:
@@ -145,6 +147,7 @@ class _PollShown:
     # Whether the proof of work was on, as the tallies said: `pow` stands for "on".
     challenge: str = "none"
     challenge_until: None = None
+    kind: str = "single"
 
     def status_at(self, _now) -> str:
         return self.status
@@ -161,7 +164,9 @@ def stored_answer(entry: dict[bytes, bytes]) -> dict:
             id=shown["poll_id"], status=shown["status"],
             created_at=datetime.strptime(shown["created_at"], ISO_MICROSECONDS)
             .replace(tzinfo=UTC),
-            options=tuple(_OptionShown(option_id, label) for option_id, label in shown["options"]),
+            # Kept with their values since scale kinds exist; older answers had none.
+            options=tuple(_OptionShown(*option) for option in shown["options"]),
+            kind=shown.get("kind", "single"),
             results_min_votes=shown["min_votes"],
             # Kept by answers since baselines exist; older answers had none.
             baseline=_shown_baseline(shown.get("baseline")),
