@@ -211,6 +211,8 @@ def _apply_kind_and_scale(*, session: Session, poll: Poll, data: dict,
                              "per point of its scale."]
     if data.get("scale") is not None and not kind.scale_settable:
         errors["scale"] = ["Only a rating poll has a scale."]
+    if kind.scale and poll.allow_other:
+        errors["allow_other"] = [f"A {kind.name} vote is one point of its scale."]
     if old_kind.scale and not kind.scale and "options" not in data:
         errors["options"] = [f"Required to make a {old_kind.name} poll a {kind.name} one."]
     if errors:

@@ -95,6 +95,8 @@ def _scale_errors(kind: kinds.Kind, data: dict) -> dict[str, list[str]]:
                              "per point of its scale."]
     if data.get("scale") is not None and not kind.scale_settable:
         errors["scale"] = ["Only a rating poll has a scale."]
+    if kind.scale and data.get("allow_other"):
+        errors["allow_other"] = [f"A {kind.name} vote is one point of its scale."]
     return errors
 
 
