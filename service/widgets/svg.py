@@ -53,8 +53,10 @@ def results_svg(poll_id: str):
     rows = results["rows"] if results else []
     shown_rows = rows if results and not results["view"]["suppressed"] else []
     baseline = results["baseline"] if results else None
+    # Lines under the total: a scale poll's statistic, then the baseline's note.
+    notes = [note for note in (results["statistic"] if results else None, baseline) if note]
     height = (SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
-              + (SVG_NOTE if baseline else 0))
+              + SVG_NOTE * len(notes))
     body = render_template(
         "widgets/results.svg",
         lang=lang, width=SVG_WIDTH, height=height, row_height=SVG_ROW, top=SVG_TOP,
@@ -64,7 +66,7 @@ def results_svg(poll_id: str):
         rows=[{**row, "label": _svg_text(row["label"], SVG_LABEL_CHARS),
                "full_label": _svg_text(row["label"], 10_000)} for row in shown_rows],
         total=results["total"] if results else None,
-        baseline=baseline, note_height=SVG_NOTE,
+        baseline=baseline, notes=notes, note_height=SVG_NOTE,
         message=None if shown_rows else (
             gettext("Per-option results are shown once enough people have voted.")
             if results else gettext("The results of this poll are not shown yet.")

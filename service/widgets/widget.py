@@ -9,6 +9,7 @@ from flask import current_app, redirect, render_template, request, url_for
 from flask_babel import format_datetime, gettext
 from marshmallow import ValidationError
 
+from service.infra import kinds
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ValidationFailed
@@ -33,6 +34,7 @@ from service.widgets.texts import (
     later_message,
     messages,
     needs_script,
+    scale_form,
     script_texts,
     shown_results,
     widget_url,
@@ -160,6 +162,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         action=widget_url(poll.id, query),
         csrf_token=cache.token_mark,
         config=config, challenge=page.challenge, needs_script=needs_script(),
+        scale=scale_form(poll), one_choice=kinds.of(poll.kind).one_choice,
     )
     return cache.put(page, body, display.widget_policy(poll, cache.nonce_mark))
 
