@@ -271,3 +271,33 @@ def test_a_single_poll_becomes_an_nps_poll_before_its_first_vote(client, auth, s
 
     assert response.status_code == 200, response.get_json()
     assert [o["value"] for o in response.get_json()["options"]] == list(range(11))
+
+
+def test_a_retried_vote_replays_the_block_of_its_first_answer(app, scale_poll, vote):
+    poll = scale_poll(kind="rating")
+    cast_all(vote, poll, [2])
+    body = {"choices": [point(poll, 5)]}
+    headers = {"Idempotency-Key": "6f1c0b9e-8a57-4b53-9a4c-2d1f1f6a1e01"}
+
+    def send():
+        return app.test_client().post(f"{POLLS}/{poll['id']}/votes", json=body,
+                                      headers=headers,
+                                      environ_overrides={"REMOTE_ADDR": "198.51.100.7"})
+
+    first, retry = send(), send()
+
+    assert first.status_code == 201 and retry.status_code == 201
+    # 2 and 5: mean 3.5, s^2 = 4.5, t(1) = 12.7062: 3.5 -+ 12.7062 * 1.5 = 3.5 -+ 19.06
+    expected = {"mean": 3.5, "median": 3.5, "ci95": [-15.56, 22.56]}
+    assert first.get_json()["tallies"]["rating"] == expected
+    assert retry.get_json()["tallies"]["rating"] == expected
+
+
+def test_the_readme_page_feedback_recipe_makes_a_commented_five_star_rating(scale_poll):
+    poll = scale_poll(**{
+        "question": "How useful was this page?", "kind": "rating", "allow_comment": True,
+        "scale": {"min": 1, "max": 5, "min_label": "Not useful", "max_label": "Very useful"},
+        "results": "owner_only", "duplicate_check": "cookie"})
+
+    assert (poll["allow_comment"], poll["results"], len(poll["options"])) == (
+        True, "owner_only", 5)
