@@ -301,3 +301,15 @@ def test_the_readme_page_feedback_recipe_makes_a_commented_five_star_rating(scal
 
     assert (poll["allow_comment"], poll["results"], len(poll["options"])) == (
         True, "owner_only", 5)
+
+
+def test_the_timeseries_export_carries_each_points_value(client, auth, scale_poll, vote):
+    poll = scale_poll(kind="nps")
+    cast_all(vote, poll, [9])
+
+    response = client.get(f"{POLLS}/{poll['id']}/export", headers=auth,
+                          query_string={"data": "timeseries", "format": "ndjson"})
+
+    rows = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert [(row["value"], row["votes"]) for row in rows] == [
+        (n, 1 if n == 9 else 0) for n in range(11)]

@@ -74,6 +74,8 @@ class TimeseriesRowSchema(StrictSchema):
     option_id = fields.Integer(required=True)
     option_label = fields.String(required=True)
     votes = fields.Integer(required=True)
+    value = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "A rating or NPS option's number; null for other kinds."})
 
 
 class VoteRowSchema(StrictSchema):

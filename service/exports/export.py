@@ -54,7 +54,7 @@ COLUMNS = {
     # statistic_rows).
     "tallies": ("poll_id", "question", "option_id", "option_label", "votes", "percent",
                 "ci95_low", "ci95_high", "baseline_votes", "value"),
-    "timeseries": ("bucket_start", "option_id", "option_label", "votes"),
+    "timeseries": ("bucket_start", "option_id", "option_label", "votes", "value"),
     # `comment_hidden` (after the contract's columns): the owner hid the comment publicly.
     "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter",
               "comment_hidden"),
@@ -427,7 +427,7 @@ def timeseries_rows(*, session: Session, poll: Poll, interval: str,
     current bucket's counts are held, and the SQL is the same on every database. The
     database formats the times; a bucket is a prefix of that text.
     """
-    options = [(option.id, option.label) for option in poll.options]
+    options = [(option.id, option.label, option.value) for option in poll.options]
     step, prefix, suffix = BUCKET_STEPS[interval], *BUCKET_TEXT[interval]
     # Outer join: a ballot with only an `other` answer still marks a bucket as voted in.
     result = _stream(
@@ -458,11 +458,11 @@ def timeseries_rows(*, session: Session, poll: Poll, interval: str,
         yield from _bucket_rows(current, options, counts)
 
 
-def _bucket_rows(bucket: datetime, options: list[tuple[int, str]],
+def _bucket_rows(bucket: datetime, options: list[tuple[int, str, int | None]],
                  counts: Counter[int]) -> Iterator[tuple]:
     start = _time(bucket)
-    for option_id, label in options:
-        yield (start, option_id, label, counts[option_id])
+    for option_id, label, value in options:
+        yield (start, option_id, label, counts[option_id], value)
 
 
 def timeseries(*, session: Session, poll: Poll, interval: str, filters: Filters,
@@ -472,7 +472,7 @@ def timeseries(*, session: Session, poll: Poll, interval: str, filters: Filters,
                         options=[(option.id, option.label) for option in poll.options])
     series.votes = {option_id: [] for option_id, _ in series.options}
     last = None
-    for start, option_id, _label, votes in timeseries_rows(
+    for start, option_id, _label, votes, _value in timeseries_rows(
         session=session, poll=poll, interval=interval, filters=filters
     ):
         if start != last:
