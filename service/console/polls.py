@@ -149,7 +149,7 @@ def poll_edit(poll_id: str):
                                errors=forms.field_errors(error.errors), **context), 422
     except PollHasVotes as error:
         db.session.rollback()
-        field = "kind" if "kind" in error.detail else "options"
+        field = next((name for name in ("kind", "scale") if name in error.detail), "options")
         message = (f"{error.detail} This poll already has votes, so changes that would "
                    "alter what those votes mean are refused. You can still correct labels, "
                    "add options and change the other settings.")

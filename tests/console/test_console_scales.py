@@ -96,3 +96,20 @@ def test_the_poll_page_shows_the_net_promoter_score(console, client, auth, vote)
     assert '<span id="stat-score">33.33</span>' in page
     assert '<span id="stat-promoters">2</span>' in page
     assert '<span id="stat-detractors">1</span>' in page
+
+
+def test_changing_the_points_of_a_rating_with_votes_is_refused_next_to_the_scale(console,
+                                                                                  client, auth,
+                                                                                  vote):
+    poll_id = created_id(console.post("/console/polls/new", RATING_FORM))
+    poll = api_poll(client, auth, poll_id)
+    assert vote(poll, [poll["options"][0]["id"]]).status_code == 201
+
+    response = console.post(f"/console/polls/{poll_id}/edit", {
+        **RATING_FORM, "scale_max": "10", "results": "always", "results_min_votes": "0",
+        "locale": "en"})
+
+    assert response.status_code == 409
+    assert "points of a scale cannot change" in field_error(response.get_data(as_text=True),
+                                                            "scale")
+    assert [o["value"] for o in api_poll(client, auth, poll_id)["options"]] == list(range(1, 8))
