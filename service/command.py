@@ -199,6 +199,25 @@ def tallies(server: str, key: str | None, poll_id: str) -> None:
         click.echo("  ".join([row[0].ljust(widths[0]),
                               *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:],
                                                                           strict=True))]))
+    statistic = _statistic_line(shown)
+    if statistic:
+        click.echo(statistic)
+
+
+def _statistic_line(shown: dict) -> str | None:
+    """A rating's mean and median or an NPS poll's score, with its 95 % interval."""
+    def interval(ci95: list[float] | None) -> str:
+        return "none" if not ci95 else f"{ci95[0]} to {ci95[1]}"
+
+    rating, nps = shown.get("rating"), shown.get("nps")
+    if rating and rating["mean"] is not None:
+        return (f"Mean {rating['mean']}, median {rating['median']} "
+                f"(95 % interval {interval(rating['ci95'])})")
+    if nps and nps["score"] is not None:
+        return (f"NPS {nps['score']} (95 % interval {interval(nps['ci95'])}): "
+                f"{nps['promoters']:,} promoters, {nps['passives']:,} passives, "
+                f"{nps['detractors']:,} detractors")
+    return None
 
 
 if __name__ == "__main__":

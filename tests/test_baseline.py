@@ -392,7 +392,7 @@ def test_the_tallies_export_adds_the_baseline_in_its_own_last_column(client, aut
     api = tallies_of(client, carried_and_voted)
 
     assert list(rows[0]) == ["poll_id", "question", "option_id", "option_label", "votes",
-                             "percent", "ci95_low", "ci95_high", "baseline_votes"]
+                             "percent", "ci95_low", "ci95_high", "baseline_votes", "value"]
     assert [(int(r["votes"]), int(r["baseline_votes"])) for r in rows] == [
         (1204, 1203), (1012, 1012), (1764, 1763)]
     assert [float(r["percent"]) for r in rows] == [o["percent"] for o in api["options"]]
@@ -418,8 +418,8 @@ def test_the_xlsx_tallies_export_has_the_baseline_column(client, auth, carried_a
     response = export(client, auth, carried_and_voted, data="tallies", format="xlsx")
     sheet = openpyxl.load_workbook(io.BytesIO(response.data)).active
     header, *rows = list(sheet.values)
-    assert header[-1] == "baseline_votes"
-    assert [row[-1] for row in rows] == list(SEED_COUNTS)
+    assert header[-2:] == ("baseline_votes", "value")
+    assert [row[-2] for row in rows] == list(SEED_COUNTS)
 
 
 @pytest.mark.parametrize("query", [

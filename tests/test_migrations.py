@@ -32,6 +32,7 @@ class Adds:
     claim_columns: set[str] = field(default_factory=set)
     key_columns: set[str] = field(default_factory=set)
     choice_columns: set[str] = field(default_factory=set)
+    option_columns: set[str] = field(default_factory=set)
 
 
 MIGRATIONS = {
@@ -83,8 +84,13 @@ MIGRATIONS = {
         poll_columns={"allow_change"},
         ballot_columns={"changed_at"},
     ),
-    "0015": Adds(  # a ballot's choices keep the voter's order: ranked polls
+    "0014": Adds(  # rating and NPS polls: a poll's scale, an option's numeric value
         previous="0013",
+        poll_columns={"scale"},
+        option_columns={"value"},
+    ),
+    "0015": Adds(  # a ballot's choices keep the voter's order: ranked polls
+        previous="0014",
         choice_columns={"rank"},
         ballot_columns={"ranking"},
     ),
@@ -93,7 +99,8 @@ MIGRATIONS = {
 
 def schema(engine) -> tuple[set[str], ...]:
     """The tables, the ballots' columns, the polls' columns, the ballots' unique indexes,
-    the vote claims' columns, the API keys' columns and the ballot choices' columns."""
+    the vote claims' columns, the API keys' columns, the ballot choices' columns and the
+    options' columns."""
     inspector = sa.inspect(engine)
     columns = {column["name"] for column in inspector.get_columns("ballots")}
     poll_columns = {column["name"] for column in inspector.get_columns("polls")}
@@ -101,24 +108,27 @@ def schema(engine) -> tuple[set[str], ...]:
     claim_columns = {column["name"] for column in inspector.get_columns("vote_claims")}
     key_columns = {column["name"] for column in inspector.get_columns("api_keys")}
     choice_columns = {column["name"] for column in inspector.get_columns("ballot_choices")}
+    option_columns = {column["name"] for column in inspector.get_columns("options")}
     return (set(inspector.get_table_names()), columns, poll_columns, unique, claim_columns,
-            key_columns, choice_columns)
+            key_columns, choice_columns, option_columns)
 
 
 def has_all(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns, choices = schema(engine)
+    (tables, columns, poll_columns, unique, claim_columns, key_columns, choices,
+     options) = schema(engine)
     return (adds.tables <= tables and adds.ballot_columns <= columns
             and adds.poll_columns <= poll_columns and adds.ballot_unique_indexes <= unique
             and adds.claim_columns <= claim_columns and adds.key_columns <= key_columns
-            and adds.choice_columns <= choices)
+            and adds.choice_columns <= choices and adds.option_columns <= options)
 
 
 def has_none(engine, adds: Adds) -> bool:
-    tables, columns, poll_columns, unique, claim_columns, key_columns, choices = schema(engine)
+    (tables, columns, poll_columns, unique, claim_columns, key_columns, choices,
+     options) = schema(engine)
     return not (adds.tables & tables or adds.ballot_columns & columns
                 or adds.poll_columns & poll_columns or adds.ballot_unique_indexes & unique
                 or adds.claim_columns & claim_columns or adds.key_columns & key_columns
-                or adds.choice_columns & choices)
+                or adds.choice_columns & choices or adds.option_columns & options)
 
 
 @contextmanager

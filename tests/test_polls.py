@@ -19,7 +19,7 @@ OWNER_ONLY_FIELDS = {
 }
 PUBLIC_FIELDS = {
     "id", "question", "options", "kind", "max_choices", "allow_other", "allow_comment",
-    "shuffle_options", "allow_change", "challenge", "max_votes", "full",
+    "shuffle_options", "allow_change", "challenge", "max_votes", "full", "scale",
     "results", "results_min_votes", "opens_at", "closes_at", "locale", "status",
     "created_at", "updated_at",
 }

@@ -46,16 +46,20 @@ class ExportFiltersSchema(StrictSchema):
 class TallyRowSchema(StrictSchema):
     poll_id = fields.String(required=True)
     question = fields.String(required=True)
-    option_id = fields.Integer(
-        required=True, allow_none=True,
-        metadata={"description": "null on a ranked poll's runoff rows (CSV, NDJSON, XLSX), "
-                  "after the options' rows: `option_label` is `irv round N <option label>` "
-                  "(votes: that round's ballots for the option, percent of the round's "
-                  "ballots not exhausted), `irv round N exhausted`, and `irv winner "
-                  "<option label>`."})
+    option_id = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "null on a summary row, after the options' rows (CSV, NDJSON, XLSX; a "
+                       "JSON document has the block as a top-level field instead). A "
+                       "`rating` or `nps` poll's statistics: `option_label` names the "
+                       "statistic (`mean`, `median`; `nps`, `promoters`, `passives`, "
+                       "`detractors`), its number in `value` and its interval in "
+                       "`ci95_low`/`ci95_high`, or a count in `votes`. A `ranked` poll's "
+                       "runoff: `irv round N <option label>` (votes: that round's ballots "
+                       "for the option, percent of the round's ballots not exhausted), "
+                       "`irv round N exhausted`, and `irv winner <option label>`."})
     option_label = fields.String(required=True)
-    votes = fields.Integer(required=True)
-    percent = fields.Float(required=True, metadata={"description": "votes / ballots * 100."})
+    votes = fields.Integer(required=True, allow_none=True)
+    percent = fields.Float(required=True, allow_none=True,
+                           metadata={"description": "votes / ballots * 100."})
     ci95_low = fields.Float(required=True, allow_none=True,
                             metadata={"description": "Wilson score interval at 95 %, percent; "
                                       "null without ballots."})
@@ -64,6 +68,10 @@ class TallyRowSchema(StrictSchema):
         required=True,
         metadata={"description": "How many of `votes` come from the poll's baseline (votes "
                   "from before Pollbox); 0 when filtered by context or time."})
+    value = fields.Float(
+        required=True, allow_none=True,
+        metadata={"description": "A scale point's number (`rating`, `nps` polls) or a "
+                  "statistic row's number; null for options of other kinds."})
 
 
 class TimeseriesRowSchema(StrictSchema):
@@ -71,6 +79,8 @@ class TimeseriesRowSchema(StrictSchema):
     option_id = fields.Integer(required=True)
     option_label = fields.String(required=True)
     votes = fields.Integer(required=True)
+    value = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "A rating or NPS option's number; null for other kinds."})
 
 
 class VoteRowSchema(StrictSchema):

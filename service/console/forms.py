@@ -26,6 +26,14 @@ TIME_FIELDS = ("opens_at", "closes_at")
 EMPTY_IS_NULL = ("vote_window_seconds", "retention_days", "opens_at", "closes_at",
                  "max_votes")
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+SCALE_FIELDS = ("min", "max", "min_label", "max_label")
+# The "page feedback" preset of the new-poll form: a 5-point rating with a comment.
+PAGE_FEEDBACK = "page-feedback"
+PAGE_FEEDBACK_VALUES = {
+    "question": "How useful was this page?", "kind": "rating", "scale_min": "1",
+    "scale_max": "5", "scale_min_label": "Not useful", "scale_max_label": "Very useful",
+    "allow_comment": "on",
+}
 
 
 def lines(text: str) -> list[str]:
@@ -57,8 +65,11 @@ def _common(form: MultiDict) -> dict:
             data[name] = _integer(text)
         elif name in EMPTY_IS_NULL:
             data[name] = None
-    if data.get("kind", "single") == "single":
+    kind = kinds.KINDS.get(data.get("kind", kinds.DEFAULT))
+    if kind is not None and kind.one_choice:
         data.pop("max_choices", None)  # always 1: a leftover number is no mistake to report
+    if kind is not None and kind.scale_settable:
+        data["scale"] = _scale(form)
     for name in TIME_FIELDS:
         text = form.get(name, "").strip()
         data[name] = text or None  # datetime-local values: read as UTC by the schema
@@ -69,9 +80,30 @@ def _common(form: MultiDict) -> dict:
     return data
 
 
+def _scale(form: MultiDict) -> dict:
+    """A rating's scale fields (`scale_min`, ...); empty labels are none."""
+    scale: dict = {}
+    for name in SCALE_FIELDS:
+        text = form.get(f"scale_{name}", "").strip()
+        if name in ("min", "max"):
+            scale[name] = _integer(text) if text else kinds.DEFAULT_SCALE[name]
+        elif text:
+            scale[name] = text
+    return scale
+
+
+def _is_scale(data: dict) -> bool:
+    kind = kinds.KINDS.get(data.get("kind", kinds.DEFAULT))
+    return kind is not None and kind.scale
+
+
 def create_input(form: MultiDict) -> dict:
-    """A new poll's form as the body of `POST /api/v1/polls`."""
-    return {**_common(form), "options": lines(form.get("options", ""))}
+    """A new poll's form as the body of `POST /api/v1/polls` (a rating or NPS poll's
+    options textarea is left out: the service makes its options)."""
+    data = _common(form)
+    if not _is_scale(data):
+        data["options"] = lines(form.get("options", ""))
+    return data
 
 
 def update_input(form: MultiDict, poll: Poll) -> dict:
@@ -84,6 +116,8 @@ def update_input(form: MultiDict, poll: Poll) -> dict:
     ]
     options += [{"id": None, "label": label} for label in lines(form.get("new_options", ""))]
     data = _common(form)
+    if _is_scale(data):
+        return data  # the service keeps a scale poll's options in step with its scale
     data["options"] = options
     kind = kinds.KINDS.get(data.get("kind", ""))
     if "max_choices" not in data and kind is not None and not kind.one_choice:
@@ -163,6 +197,10 @@ def values_of(poll: Poll) -> dict:
             values[name] = "on"
     for option in poll.options:
         values[f"option_{option.id}"] = option.label
+    scale = kinds.scale_of(kinds.of(poll.kind), poll.scale)
+    if scale is not None:
+        values.update({f"scale_{name}": "" if scale[name] is None else str(scale[name])
+                       for name in SCALE_FIELDS})
     return values
 
 

@@ -29,6 +29,7 @@ from service.console.paging import page_number
 from service.exports import charts
 from service.exports import export as exports
 from service.exports.schemas import CHART_CSP, ChartQuerySchema, ExportQuerySchema
+from service.infra import kinds
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import NotFound, PollHasVotes, ValidationFailed, flatten_messages
@@ -82,7 +83,8 @@ def _counts(poll: Poll) -> tallies.Counts:
 
 def _form_context(**extra) -> dict:
     return dict(duplicate_check_labels=DUPLICATE_CHECK_LABELS, results_labels=RESULTS_LABELS,
-                challenge_labels=CHALLENGE_LABELS, locales=embed.LOCALES, **extra)
+                challenge_labels=CHALLENGE_LABELS, locales=embed.LOCALES,
+                kinds=list(kinds.KINDS.values()), **extra)
 
 
 # --- list -------------------------------------------------------------------------------
@@ -112,6 +114,8 @@ def poll_new():
     if request.method == "GET":
         values = {"kind": "single", "duplicate_check": "cookie_and_ip", "results": "always",
                   "results_min_votes": "0", "locale": "en"}
+        if request.args.get("preset") == forms.PAGE_FEEDBACK:
+            values.update(forms.PAGE_FEEDBACK_VALUES)
         return render_template("console/polls/form.html", **_form_context(
             poll=None, values=values, errors={}))
     try:
@@ -145,7 +149,7 @@ def poll_edit(poll_id: str):
                                errors=forms.field_errors(error.errors), **context), 422
     except PollHasVotes as error:
         db.session.rollback()
-        field = "kind" if "kind" in error.detail else "options"
+        field = next((name for name in ("kind", "scale") if name in error.detail), "options")
         message = (f"{error.detail} This poll already has votes, so changes that would "
                    "alter what those votes mean are refused. You can still correct labels, "
                    "add options and change the other settings.")
@@ -177,6 +181,8 @@ def poll_show(poll_id: str):
         challenge_on=challenge_on(poll, moment),
         challenge_labels=CHALLENGE_LABELS,
         results=results_of(poll),
+        kind=kinds.of(poll.kind),
+        scale=kinds.scale_of(kinds.of(poll.kind), poll.scale),
         embed=embed.snippets(poll, base_url()),
         theme=theme,
         themes=embed.THEMES,

@@ -41,8 +41,8 @@ from service.infra.models import (
     PollBaselineOption,
 )
 from service.tallies import baseline as baselines
-from service.tallies import irv
-from service.tallies.results import PERCENT_DECIMALS, wilson_interval
+from service.tallies import irv, statistics
+from service.tallies.results import PERCENT_DECIMALS, scale_votes, wilson_interval
 
 DATA_KINDS = ("tallies", "timeseries", "votes")
 FORMATS = ("csv", "json", "ndjson", "xlsx")
@@ -51,9 +51,11 @@ DEFAULT_INTERVAL = "day"
 COLUMNS = {
     # `baseline_votes` (after the contract's v1 columns): the part of `votes` that is the
     # poll's baseline, votes from before Pollbox (0 when filtered: no ballot is invented).
+    # `value` (last): a scale point's number (rating, NPS), or a statistic's (see
+    # statistic_rows).
     "tallies": ("poll_id", "question", "option_id", "option_label", "votes", "percent",
-                "ci95_low", "ci95_high", "baseline_votes"),
-    "timeseries": ("bucket_start", "option_id", "option_label", "votes"),
+                "ci95_low", "ci95_high", "baseline_votes", "value"),
+    "timeseries": ("bucket_start", "option_id", "option_label", "votes", "value"),
     # `comment_hidden` (after the contract's columns): the owner hid the comment publicly;
     # `changed_at`: when its voter last changed the vote (empty: as cast).
     "votes": ("vote_id", "created_at", "option_ids", "other", "comment", "context", "voter",
@@ -82,6 +84,8 @@ FORMULA_GUARD = "'"
 CSV_LIST_SEPARATOR = ";"
 UTF8_BOM = "\ufeff"
 
+# The rows a scale poll's tallies export adds after its options (statistic_rows).
+STATISTIC_ROWS = {"rating": 2, "nps": 4}
 PSEUDONYM_BYTES = 8  # 16 hex digits: no collisions in practice within one poll
 PSEUDONYM_KEY_LABEL = "pollbox-export-voter"
 
@@ -205,7 +209,9 @@ def poll_export(*, session: Session, poll: Poll, params: ExportParams, secret: s
     """The export of one poll; its rows are read lazily when iterated."""
     filters = params.filters
     if params.data == "tallies":
-        rows = tally_rows(session=session, poll=poll, filters=filters)
+        # A JSON document carries the statistic as a field of its own, not as rows.
+        rows = tally_rows(session=session, poll=poll, filters=filters,
+                          with_statistics=params.fmt != "json")
     elif params.data == "timeseries":
         rows = timeseries_rows(session=session, poll=poll, interval=params.interval or
                                DEFAULT_INTERVAL, filters=filters)
@@ -223,6 +229,10 @@ def poll_export(*, session: Session, poll: Poll, params: ExportParams, secret: s
         baseline = baselines.of_poll(poll) if filters.whole_poll else None
         document["baseline"] = None if baseline is None else baseline.summary()
         rows = _with_kind_blocks(rows, document, session=session, poll=poll, params=params)
+        if kinds.of(poll.kind).statistic is not None and params.fmt == "json":
+            statistic, block = statistic_block(
+                poll, tally_counts(session=session, poll=poll, filters=filters))
+            document[statistic] = block
     return Export(columns=COLUMNS[params.data], document=document, rows=rows)
 
 
@@ -315,23 +325,33 @@ def _stream(session: Session, statement) -> Iterator:
 
 
 def _tally_row(poll_id: str, question: str, option_id: int, label: str, votes: int,
-               total: int, baseline_votes: int = 0) -> tuple:
+               total: int, baseline_votes: int = 0, value: int | None = None) -> tuple:
     """`votes` and `total` include the baseline's, `baseline_votes` says how many."""
     interval = wilson_interval(votes, total)
     low, high = interval if interval else (None, None)
     percent = round(votes / total * 100, PERCENT_DECIMALS) if total else 0.0
-    return (poll_id, question, option_id, label, votes, percent, low, high, baseline_votes)
+    return (poll_id, question, option_id, label, votes, percent, low, high, baseline_votes,
+            value)
 
 
-def tally_rows(*, session: Session, poll: Poll, filters: Filters) -> Iterator[tuple]:
-    """One row per option: votes (the baseline's included when the whole poll is
-    exported), percent of ballots, its 95 % Wilson interval, and the baseline's part."""
+@dataclass(frozen=True)
+class TallyCounts:
+    """What a tallies export counts: ballots and votes per option id, the baseline's
+    included when the whole poll is exported."""
+
+    total: int
+    votes: dict[int, int]
+    baseline: baselines.Baseline | None
+
+
+def tally_counts(*, session: Session, poll: Poll, filters: Filters) -> TallyCounts:
+    """Count the ballots the filters cover, per option (a few rows: read at once)."""
     baseline = baselines.of_poll(poll) if filters.whole_poll else None
     conditions = _conditions(poll.id, filters)
     total = session.scalar(select(func.count(Ballot.id)).where(*conditions)) or 0
     if kinds.of(poll.kind).ordered:  # a ranked ballot counts for its first preference
         conditions.append(BallotChoice.rank == 1)
-    counts = dict(
+    votes = dict(
         session.execute(
             select(BallotChoice.option_id, func.count())
             .join(Ballot, Ballot.id == BallotChoice.ballot_id)
@@ -341,10 +361,54 @@ def tally_rows(*, session: Session, poll: Poll, filters: Filters) -> Iterator[tu
     )
     if baseline is not None:
         total += baseline.total_votes
+        for option_id, before in baseline.options:
+            votes[option_id] = votes.get(option_id, 0) + before
+    return TallyCounts(total=total, votes=votes, baseline=baseline)
+
+
+def statistic_block(poll: Poll, counted: TallyCounts) -> tuple[str, dict] | None:
+    """The poll kind's statistic (`rating`, `nps`) of the counted votes, if it has one."""
+    statistic = kinds.of(poll.kind).statistic
+    if statistic is None:
+        return None
+    return statistic, statistics.block(statistic, scale_votes(poll, counted.votes))
+
+
+def tally_rows(*, session: Session, poll: Poll, filters: Filters,
+               with_statistics: bool = True) -> Iterator[tuple]:
+    """One row per option: votes (the baseline's included when the whole poll is
+    exported), percent of ballots, its 95 % Wilson interval, the baseline's part and the
+    option's value; then, `with_statistics`, the statistic rows of a scale poll."""
+    counted = tally_counts(session=session, poll=poll, filters=filters)
+    baseline = counted.baseline
     for option in poll.options:
         before = 0 if baseline is None else baseline.votes(option.id)
         yield _tally_row(poll.id, poll.question, option.id, option.label,
-                         counts.get(option.id, 0) + before, total, before)
+                         counted.votes.get(option.id, 0), counted.total, before, option.value)
+    found = statistic_block(poll, counted) if with_statistics else None
+    if found is not None:
+        yield from statistic_rows(poll, *found, total=counted.total)
+
+
+def statistic_rows(poll: Poll, statistic: str, block: dict, *, total: int) -> Iterator[tuple]:
+    """A statistic as rows with no option id, its name as the option label: its number in
+    `value` and its interval in `ci95_low`/`ci95_high` (`mean`, `median`, `nps`); a count
+    of ballots in `votes` with its share in `percent` (`promoters`, `passives`,
+    `detractors`)."""
+    def row(name, *, value=None, interval=None, votes=None):
+        low, high = interval if interval else (None, None)
+        percent = None
+        if votes is not None:
+            percent = round(votes / total * 100, PERCENT_DECIMALS) if total else 0.0
+        return (poll.id, poll.question, None, name, votes, percent, low, high, None, value)
+
+    if statistic == "rating":
+        yield row("mean", value=block["mean"], interval=block["ci95"])
+        yield row("median", value=block["median"])
+    else:
+        yield row("nps", value=block["score"], interval=block["ci95"])
+        for name in ("promoters", "passives", "detractors"):
+            yield row(name, votes=block[name])
 
 
 def account_tally_rows(*, session: Session, owner: Owner) -> Iterator[tuple]:
@@ -379,15 +443,15 @@ def account_tally_rows(*, session: Session, owner: Owner) -> Iterator[tuple]:
     )
     options = _stream(
         session,
-        select(Poll.id, Poll.question, Option.id, Option.label)
+        select(Poll.id, Poll.question, Option.id, Option.label, Option.value)
         .join(Option, Option.poll_id == Poll.id)
         .where(owned)
         .order_by(Poll.created_at.desc(), Poll.id, Option.position),
     )
-    for poll_id, question, option_id, label in options:
+    for poll_id, question, option_id, label, value in options:
         earlier = before.get(option_id, 0)
         yield _tally_row(poll_id, question, option_id, label,
-                         counts.get(option_id, 0) + earlier, totals[poll_id], earlier)
+                         counts.get(option_id, 0) + earlier, totals[poll_id], earlier, value)
 
 
 def bucket_start(moment: datetime, interval: str) -> datetime:
@@ -404,7 +468,7 @@ def timeseries_rows(*, session: Session, poll: Poll, interval: str,
     current bucket's counts are held, and the SQL is the same on every database. The
     database formats the times; a bucket is a prefix of that text.
     """
-    options = [(option.id, option.label) for option in poll.options]
+    options = [(option.id, option.label, option.value) for option in poll.options]
     step, prefix, suffix = BUCKET_STEPS[interval], *BUCKET_TEXT[interval]
     # Outer join: a ballot with only an `other` answer still marks a bucket as voted in.
     result = _stream(
@@ -435,11 +499,11 @@ def timeseries_rows(*, session: Session, poll: Poll, interval: str,
         yield from _bucket_rows(current, options, counts)
 
 
-def _bucket_rows(bucket: datetime, options: list[tuple[int, str]],
+def _bucket_rows(bucket: datetime, options: list[tuple[int, str, int | None]],
                  counts: Counter[int]) -> Iterator[tuple]:
     start = _time(bucket)
-    for option_id, label in options:
-        yield (start, option_id, label, counts[option_id])
+    for option_id, label, value in options:
+        yield (start, option_id, label, counts[option_id], value)
 
 
 def timeseries(*, session: Session, poll: Poll, interval: str, filters: Filters,
@@ -449,7 +513,7 @@ def timeseries(*, session: Session, poll: Poll, interval: str, filters: Filters,
                         options=[(option.id, option.label) for option in poll.options])
     series.votes = {option_id: [] for option_id, _ in series.options}
     last = None
-    for start, option_id, _label, votes in timeseries_rows(
+    for start, option_id, _label, votes, _value in timeseries_rows(
         session=session, poll=poll, interval=interval, filters=filters
     ):
         if start != last:
@@ -532,7 +596,7 @@ def _vote_row(ballot, option_ids: list[int], positions: dict[int, int],
 def count_rows(*, session: Session, poll: Poll, params: ExportParams) -> int:
     """How many rows the export will have (for a progress bar)."""
     if params.data == "tallies":
-        return len(poll.options)
+        return len(poll.options) + STATISTIC_ROWS.get(kinds.of(poll.kind).statistic, 0)
     conditions = _conditions(poll.id, params.filters)
     if params.data == "votes":
         return session.scalar(select(func.count(Ballot.id)).where(*conditions)) or 0

@@ -124,6 +124,9 @@ class Poll(Base):
     # Days after which what identifies a ballot is purged (service/retention.py); None
     # keeps everything.
     retention_days: Mapped[int | None]
+    # A rating's scale, `{"min", "max", "min_label", "max_label"}` (kinds.scale_of); None
+    # for every other kind. Its points are the options, made by the service.
+    scale: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     signing_secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -179,6 +182,8 @@ class Option(Base):
     poll_id: Mapped[str] = mapped_column(ForeignKey("polls.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(String(200))
     position: Mapped[int]
+    # The number a scale point stands for (rating and NPS polls); None for other kinds.
+    value: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     poll: Mapped[Poll] = relationship(back_populates="options")
 

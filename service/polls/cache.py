@@ -62,6 +62,7 @@ class OptionSnapshot:
     id: int
     label: str
     position: int
+    value: int | None = None  # a scale point's number (rating, NPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class PollSnapshot:
     baseline: Baseline | None = None
     max_votes: int | None = None
     closed_reason: str | None = None
+    # A rating's scale (models.Poll.scale).
+    scale: dict | None = None
 
     def status_at(self, now: datetime) -> str:
         """Return `scheduled`, `open` or `closed` at the given time."""
@@ -119,10 +122,12 @@ class PollSnapshot:
             allowed_origins=tuple(poll.allowed_origins or ()), locale=poll.locale,
             signing_secret=poll.signing_secret, created_at=poll.created_at,
             updated_at=poll.updated_at,
-            options=tuple(OptionSnapshot(o.id, o.label, o.position) for o in poll.options),
+            options=tuple(OptionSnapshot(o.id, o.label, o.position, o.value)
+                          for o in poll.options),
             version=version,
             baseline=None if poll.baseline is None else Baseline.of(poll.baseline),
             max_votes=poll.max_votes, closed_reason=poll.closed_reason,
+            scale=None if poll.scale is None else dict(poll.scale),
         )
 
 

@@ -33,11 +33,11 @@ SETTABLE_FIELDS = (
     "question", "kind", "max_choices", "allow_other", "allow_comment", "shuffle_options",
     "allow_change", "challenge", "max_votes", "duplicate_check",
     "vote_window_seconds", "retention_days", "results", "results_min_votes", "opens_at",
-    "closes_at", "allowed_origins", "locale",
+    "closes_at", "allowed_origins", "locale", "scale",
 )
 # Fields a poll may be created without (the demo and the page-feedback preset): defaults.
 OPTIONAL_FIELDS = {"retention_days": None, "shuffle_options": False, "allow_change": False,
-                   "challenge": "none", "max_votes": None}
+                   "challenge": "none", "max_votes": None, "scale": None}
 SECONDS_PER_DAY = 86_400
 
 
@@ -73,8 +73,10 @@ def create_poll(*, session: Session, redis: RedisHandle, owner: Owner, data: dic
     retention = _retention_errors(**fields)
     if retention:
         raise ValidationFailed(retention)
+    kind = kinds.of(data["kind"])
+    fields["scale"] = _stored_scale(kind, fields["scale"])
     if fields["max_choices"] is None:
-        fields["max_choices"] = 1 if kinds.of(data["kind"]).one_choice else len(data["options"])
+        fields["max_choices"] = 1 if kind.one_choice else len(data["options"])
     poll = Poll(
         id=new_poll_id(),
         owner_id=owner.id,
@@ -82,7 +84,7 @@ def create_poll(*, session: Session, redis: RedisHandle, owner: Owner, data: dic
         signing_secret=secrets.token_hex(SIGNING_SECRET_BYTES),
         created_at=now,
         updated_at=now,
-        options=[
+        options=_scale_options(kind, fields["scale"]) if kind.scale else [
             Option(label=label, position=index) for index, label in enumerate(data["options"])
         ],
         **fields,
@@ -91,6 +93,19 @@ def create_poll(*, session: Session, redis: RedisHandle, owner: Owner, data: dic
     session.commit()
     tallies.initialize(redis=redis, poll=poll)
     return poll
+
+
+def _stored_scale(kind: kinds.Kind, scale: dict | None) -> dict | None:
+    """What a poll keeps as its scale: a rating's own, with defaults; None otherwise (an
+    NPS poll's is fixed: kinds.scale_of)."""
+    return kinds.scale_of(kind, scale) if kind.scale_settable else None
+
+
+def _scale_options(kind: kinds.Kind, scale: dict | None) -> list[Option]:
+    """One option per point of the poll's scale, its number as label and value."""
+    points = kinds.scale_points(kinds.scale_of(kind, scale))
+    return [Option(label=str(value), position=index, value=value)
+            for index, value in enumerate(points)]
 
 
 def list_polls(
@@ -162,11 +177,15 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     was_closed = poll.status_at(now) == "closed"
     if "kind" in data and data["kind"] != poll.kind and has_votes(session=session, poll=poll):
         raise PollHasVotes("The kind of a poll cannot change after its first vote.")
+    old_kind = kinds.of(poll.kind)
+    for name in SETTABLE_FIELDS:
+        if name in data and name not in ("options", "scale"):
+            setattr(poll, name, data[name])
+    _apply_kind_and_scale(session=session, poll=poll, data=data, old_kind=old_kind)
     if "options" in data:
         _apply_options(session=session, poll=poll, changes=data["options"])
-    for name in SETTABLE_FIELDS:
-        if name in data and name != "options":
-            setattr(poll, name, data[name])
+        for option in poll.options:
+            option.value = None
     if "kind" in data and kinds.of(poll.kind).one_choice and "max_choices" not in data:
         poll.max_choices = 1
     errors = {**_rule_errors(poll), **_apply_status(poll, data.get("status"), now=now)}
@@ -181,6 +200,37 @@ def update_poll(*, session: Session, poll: Poll, data: dict, now: datetime) -> P
     if not was_closed and poll.status_at(now) == "closed":
         dispatcher.announce_close(session=session, poll=poll, reason="manual", moment=now)
     return poll
+
+
+def _apply_kind_and_scale(*, session: Session, poll: Poll, data: dict,
+                          old_kind: kinds.Kind) -> None:
+    """A scale kind's options follow its scale: made anew when the poll becomes one or its
+    points change (never after the first vote); a poll that stops being one needs options."""
+    kind = kinds.of(poll.kind)
+    errors = {}
+    if kind.scale and "options" in data:
+        errors["options"] = [f"A {kind.name} poll takes no options: the service makes one "
+                             "per point of its scale."]
+    if data.get("scale") is not None and not kind.scale_settable:
+        errors["scale"] = ["Only a rating poll has a scale."]
+    if kind.scale and poll.allow_other:
+        errors["allow_other"] = [f"A {kind.name} vote is one point of its scale."]
+    if old_kind.scale and not kind.scale and "options" not in data:
+        errors["options"] = [f"Required to make a {old_kind.name} poll a {kind.name} one."]
+    if errors:
+        session.rollback()
+        raise ValidationFailed(errors)
+    if not kind.scale:
+        poll.scale = None
+        return
+    scale = _stored_scale(kind, data.get("scale", poll.scale if old_kind is kind else None))
+    points = kinds.scale_points(kinds.scale_of(kind, scale))
+    if [option.value for option in poll.options] != points:
+        if has_votes(session=session, poll=poll):
+            session.rollback()
+            raise PollHasVotes("The points of a scale cannot change after its first vote.")
+        poll.options = _scale_options(kind, scale)
+    poll.scale = scale
 
 
 def _rule_errors(poll: Poll) -> dict[str, list[str]]:
@@ -263,9 +313,11 @@ def poll_view(poll: Poll, *, now: datetime, base_url: str, for_owner: bool,
     view["status"] = poll.status_at(now)
     view["full"] = is_full(poll)
     view["options"] = [
-        {"id": option.id, "label": option.label, "position": option.position}
+        {"id": option.id, "label": option.label, "position": option.position,
+         "value": option.value}
         for option in poll.options
     ]
+    view["scale"] = kinds.scale_of(kinds.of(poll.kind), poll.scale)
     if for_owner:
         view.update({name: getattr(poll, name) for name in OWNER_FIELDS
                      if with_secret or name != "signing_secret"})

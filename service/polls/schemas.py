@@ -46,6 +46,19 @@ MAX_VOTES_DESCRIPTION = (
     "later votes answer `409 poll_full`. A withdrawal frees a place only while the poll "
     "is open. Votes from a baseline do not count. On a change, N must stay above the "
     "ballots cast while the poll is open.")
+SCALE_LABEL_MAX = 100
+SCALE_DESCRIPTION = (
+    "`rating` polls only: the scale's lowest and highest points (`min` 1..10, `max` 2..10, "
+    "min < max, at most 11 points) and the words at its ends, which the widget shows and "
+    "reads out. Default `{\"min\": 1, \"max\": 5}`. The service makes one option per "
+    "point, labelled with its number and carrying it as `value`.")
+KIND_DESCRIPTION = (
+    "`single`: one option; `multiple`: up to `max_choices` options; `ranked`: `choices` "
+    "lists 1..`max_choices` distinct option ids in order of preference (partial rankings "
+    "allowed; `max_choices` is the number of ranks, by default every option), and the "
+    "tallies add an instant runoff (`irv`); `rating` (a numeric scale, see `scale`) or "
+    "`nps` (Net Promoter Score: 0..10): no `options` in the request, the service makes "
+    "one per point of the scale, and a vote's `choices` holds exactly one of them.")
 ALLOWED_ORIGINS_MAX = 100
 BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-(?:[A-Za-z]{2}|\d{3}))?$")
 
@@ -66,25 +79,61 @@ def _check_schedule(data: dict) -> None:
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
         raise ValidationError("Must be after opens_at.", field_name="closes_at")
 
+class ScaleSchema(Schema):
+    min = StrictInteger(required=True, validate=validate.Range(kinds.SCALE_MIN_LOW,
+                                                               kinds.SCALE_MIN_HIGH))
+    max = StrictInteger(required=True, validate=validate.Range(kinds.SCALE_MAX_LOW,
+                                                               kinds.SCALE_MAX_HIGH))
+    min_label = Trimmed(load_default=None, allow_none=True,
+                        validate=validate.Length(1, SCALE_LABEL_MAX),
+                        metadata={"example": "Not useful"})
+    max_label = Trimmed(load_default=None, allow_none=True,
+                        validate=validate.Length(1, SCALE_LABEL_MAX),
+                        metadata={"example": "Very useful"})
+
+    @validates_schema
+    def _points(self, data, **kwargs):
+        low, high = data.get("min"), data.get("max")
+        if low is None or high is None:
+            return
+        if high <= low:
+            raise ValidationError("Must be more than min.", field_name="max")
+        if high - low + 1 > kinds.SCALE_POINTS_MAX:
+            raise ValidationError(f"At most {kinds.SCALE_POINTS_MAX} points.",
+                                  field_name="max")
+
+
+def _scale_errors(kind: kinds.Kind, data: dict) -> dict[str, list[str]]:
+    """What a request's `options` and `scale` break of its kind's rules."""
+    errors: dict[str, list[str]] = {}
+    if kind.scale and data.get("options") is not None:
+        errors["options"] = [f"A {kind.name} poll takes no options: the service makes one "
+                             "per point of its scale."]
+    if data.get("scale") is not None and not kind.scale_settable:
+        errors["scale"] = ["Only a rating poll has a scale."]
+    if kind.scale and data.get("allow_other"):
+        errors["allow_other"] = [f"A {kind.name} vote is one point of its scale."]
+    return errors
+
+
 LOCALE_FIELD = dict(
     validate=validate.Regexp(BCP47, error="Not a BCP 47 language tag such as 'en' or 'pt-BR'.")
 )
 
-KIND_DESCRIPTION = (
-    "`single`: one option; `multiple`: up to `max_choices` options; `ranked`: `choices` "
-    "lists 1..`max_choices` distinct option ids in order of preference (partial rankings "
-    "allowed; `max_choices` is the number of ranks, by default every option), and the "
-    "tallies add an instant runoff (`irv`).")
 
 class PollCreateSchema(Schema):
     question = Trimmed(required=True, validate=validate.Length(1, QUESTION_MAX))
     options = fields.List(
         Trimmed(validate=validate.Length(1, LABEL_MAX)),
-        required=True,
+        load_default=None,
         validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX),
+        metadata={"description": "Required, except for `rating` and `nps` polls, which "
+                  "take none."},
     )
     kind = fields.String(load_default=kinds.DEFAULT, validate=validate.OneOf(kinds.NAMES),
                          metadata={"description": KIND_DESCRIPTION})
+    scale = fields.Nested(ScaleSchema, load_default=None, allow_none=True,
+                          metadata={"description": SCALE_DESCRIPTION})
     max_choices = StrictInteger(
         load_default=None,
         validate=validate.Range(min=1),
@@ -131,14 +180,19 @@ class PollCreateSchema(Schema):
 
     @validates_schema
     def _rules(self, data, **kwargs):
-        errors: dict[str, list[str]] = {}
-        repeated = _unique_labels(data.get("options", []))
+        kind = kinds.of(data.get("kind", kinds.DEFAULT))
+        errors = _scale_errors(kind, data)
+        if not kind.scale and data.get("options") is None:
+            errors["options"] = ["Missing data for required field."]
+        repeated = _unique_labels(data.get("options") or [])
         if repeated:
             errors["options"] = repeated
-        count = len(data.get("options", []))
+        count = len(data.get("options") or [])
+        if kind.scale:
+            count = len(kinds.scale_points(kinds.scale_of(kind, data.get("scale"))))
         max_choices = data.get("max_choices")
         if max_choices is not None:
-            if kinds.of(data.get("kind", kinds.DEFAULT)).one_choice and max_choices != 1:
+            if kind.one_choice and max_choices != 1:
                 errors["max_choices"] = ["Must be 1 for a single-choice poll."]
             elif max_choices > count:
                 errors["max_choices"] = [f"Must be at most the number of options ({count})."]
@@ -163,7 +217,11 @@ class PollUpdateSchema(Schema):
         fields.Nested(OptionChangeSchema), validate=validate.Length(OPTIONS_MIN, OPTIONS_MAX)
     )
     kind = fields.String(validate=validate.OneOf(kinds.NAMES),
-                         metadata={"description": KIND_DESCRIPTION})
+                         metadata={"description": KIND_DESCRIPTION + " Changing to or from "
+                                   "them remakes the options (only before the first vote)."})
+    scale = fields.Nested(ScaleSchema, allow_none=True, metadata={
+        "description": SCALE_DESCRIPTION + " Its labels may change at any time, its points "
+                       "only before the first vote."})
     max_choices = StrictInteger(validate=validate.Range(min=1))
     allow_other = StrictBoolean()
     allow_comment = StrictBoolean()
@@ -210,6 +268,16 @@ class OptionSchema(Schema):
     id = fields.Integer()
     label = fields.String()
     position = fields.Integer()
+    value = fields.Integer(allow_none=True, metadata={
+        "description": "The number a scale point stands for (`rating`, `nps`); null for "
+                       "other kinds."})
+
+
+class ScaleAnswerSchema(Schema):
+    min = fields.Integer()
+    max = fields.Integer()
+    min_label = fields.String(allow_none=True)
+    max_label = fields.String(allow_none=True)
 
 class EmbedSchema(Schema):
     widget_url = fields.String()
@@ -224,7 +292,10 @@ class PollSchema(Schema):
     id = fields.String()
     question = fields.String()
     options = fields.List(fields.Nested(OptionSchema))
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": list(kinds.NAMES), "description": KIND_DESCRIPTION})
+    scale = fields.Nested(ScaleAnswerSchema, allow_none=True, metadata={
+        "description": "The scale of a `rating` (`min`, `max`, the end labels) or `nps` "
+                       "(0..10) poll; null for other kinds."})
     max_choices = fields.Integer()
     allow_other = fields.Boolean()
     allow_comment = fields.Boolean()

@@ -15,7 +15,7 @@ from service.infra.clock import iso
 from service.infra.db import db
 from service.infra.models import Poll, challenge_on
 from service.tallies import baseline as baselines
-from service.tallies import irv
+from service.tallies import irv, statistics
 from service.tallies.counts import Counts
 
 WILSON_Z95 = 1.959963984540054
@@ -59,7 +59,7 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
             "ci95": list(interval) if interval else None,
         })
     updated = counts.updated or poll.created_at
-    return {
+    view = {
         "poll_id": poll.id,
         "status": poll.status_at(now),
         "total_votes": total,
@@ -71,6 +71,18 @@ def tallies_view(poll: Poll, counts: Counts, *, now: datetime, suppressed: bool,
         "challenge": challenge_on(poll, now),
         **_kind_blocks(poll, ballots, suppressed=suppressed, context=context),
     }
+    statistic = kinds.of(poll.kind).statistic
+    if statistic is not None:
+        view[statistic] = None if suppressed else statistics.block(
+            statistic, scale_votes(poll, counts.options))
+    return view
+
+
+def scale_votes(poll: Poll, votes: dict[int, int]) -> dict[int, int]:
+    """Ballots per scale value, from ballots per option id (options without a value,
+    which a scale poll never has, are left out)."""
+    return {option.value: votes.get(option.id, 0) for option in poll.options
+            if option.value is not None}
 
 
 def _kind_blocks(poll: Poll, ballots: Counts, *, suppressed: bool,

@@ -40,6 +40,29 @@ class IrvSchema(Schema):
     winner = fields.Integer(allow_none=True, metadata={
         "description": "The option with more than half of the ballots not exhausted; null "
                        "while nobody has voted."})
+class RatingBlockSchema(Schema):
+    mean = fields.Float(allow_none=True, metadata={"example": 3.94})
+    median = fields.Float(allow_none=True, metadata={
+        "example": 4, "description": "The middle value voted; the mean of the two middle "
+                                    "ones for an even number of ballots."})
+    ci95 = fields.List(fields.Float(), allow_none=True, metadata={
+        "example": [3.81, 4.07],
+        "description": "The mean's 95 % Student t interval (mean +- t(0.975, n-1) * s / "
+                       "sqrt(n), s the sample standard deviation); null below two ballots."})
+
+class NpsBlockSchema(Schema):
+    score = fields.Float(allow_none=True, metadata={
+        "example": 23.5, "description": "% promoters (9-10) - % detractors (0-6), "
+                                        "-100..100; null without ballots."})
+    promoters = fields.Integer(metadata={"example": 1203})
+    passives = fields.Integer(metadata={"example": 800})
+    detractors = fields.Integer(metadata={"example": 560})
+    ci95 = fields.List(fields.Float(), allow_none=True, metadata={
+        "example": [20.1, 26.9],
+        "description": "score +- 1.96 standard errors, the standard error being "
+                       "100 * sqrt((p + d - (p - d)^2) / n) for the promoters' and "
+                       "detractors' shares p and d of n ballots (each ballot scored +100, "
+                       "0 or -100); clipped to -100..100."})
 
 class TalliesSchema(Schema):
     poll_id = fields.String()
@@ -56,6 +79,12 @@ class TalliesSchema(Schema):
                   "when there is none, and always null with `context` (no ballot is "
                   "invented)."},
     )
+    rating = fields.Nested(RatingBlockSchema, allow_none=True, metadata={
+        "description": "`rating` polls only: the statistics of the values voted (baseline "
+                       "included); null while suppressed."})
+    nps = fields.Nested(NpsBlockSchema, allow_none=True, metadata={
+        "description": "`nps` polls only: the Net Promoter Score of the votes (baseline "
+                       "included); null while suppressed."})
     challenge = fields.Boolean(metadata={
         "description": "Whether a vote must carry a proof-of-work solution now (`altcha`, "
                        "from GET .../challenge): always for `challenge: pow`, while the "

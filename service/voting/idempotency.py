@@ -94,11 +94,11 @@ def kept_answer(*, poll, status: str, ballot_id: str, created_at: str, shown: bo
         stored["shown"] = {
             "poll_id": poll.id, "status": status,
             "created_at": poll.created_at.strftime(ISO_MICROSECONDS),
-            "options": [[option.id, option.label] for option in poll.options],
+            "kind": poll.kind,
+            "options": [[option.id, option.label, option.value] for option in poll.options],
             "min_votes": poll.results_min_votes,
             "baseline": _kept_baseline(baselines.of_poll(poll)),
             "challenge": challenge,
-            "kind": poll.kind,
         }
     else:
         stored["tallies"] = None
@@ -116,6 +116,7 @@ def finished_answer(answer: dict) -> str:
 class _OptionShown:
     id: int
     label: str
+    value: int | None = None
 
 
 def _kept_baseline(baseline: Baseline | None) -> dict | None:
@@ -164,12 +165,14 @@ def stored_answer(entry: dict[bytes, bytes]) -> dict:
             id=shown["poll_id"], status=shown["status"],
             created_at=datetime.strptime(shown["created_at"], ISO_MICROSECONDS)
             .replace(tzinfo=UTC),
-            options=tuple(_OptionShown(option_id, label) for option_id, label in shown["options"]),
+            # Kept with their values since scale kinds exist; older answers had none.
+            options=tuple(_OptionShown(*option) for option in shown["options"]),
+            # Kept by answers since ranked and scale kinds exist; older answers had none.
+            kind=shown.get("kind", "single"),
             results_min_votes=shown["min_votes"],
             # Kept by answers since baselines exist; older answers had none.
             baseline=_shown_baseline(shown.get("baseline")),
             challenge="pow" if shown.get("challenge") else "none",
-            kind=shown.get("kind", "single"),  # kept by answers since ranked polls exist
         )
         answer["tallies"] = tallies_view(
             poll, counts, now=None, suppressed=is_suppressed(poll, counts, is_owner=False))

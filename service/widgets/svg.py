@@ -57,10 +57,13 @@ def results_svg(poll_id: str):
         rows = runoff["final_rows"]
     shown_rows = rows if results and not results["view"]["suppressed"] else []
     baseline = results["baseline"] if results else None
-    if runoff is not None and runoff["winner"]:
-        baseline = runoff["winner"] if baseline is None else f"{runoff['winner']}. {baseline}"
+    # Lines under the total: a ranked poll's winner, a scale poll's statistic, then the
+    # baseline's note.
+    winner = runoff["winner"] if runoff is not None else None
+    statistic = results["statistic"] if results else None
+    notes = [note for note in (winner, statistic, baseline) if note]
     height = (SVG_TOP + SVG_ROW * len(shown_rows) + SVG_BOTTOM + (24 if not shown_rows else 0)
-              + (SVG_NOTE if baseline else 0))
+              + SVG_NOTE * len(notes))
     body = render_template(
         "widgets/results.svg",
         lang=lang, width=SVG_WIDTH, height=height, row_height=SVG_ROW, top=SVG_TOP,
@@ -70,7 +73,7 @@ def results_svg(poll_id: str):
         rows=[{**row, "label": _svg_text(row["label"], SVG_LABEL_CHARS),
                "full_label": _svg_text(row["label"], 10_000)} for row in shown_rows],
         total=results["total"] if results else None,
-        baseline=baseline, note_height=SVG_NOTE,
+        baseline=baseline, notes=notes, note_height=SVG_NOTE,
         message=None if shown_rows else (
             gettext("Per-option results are shown once enough people have voted.")
             if results else gettext("The results of this poll are not shown yet.")

@@ -10,6 +10,7 @@ from babel.numbers import format_percent
 from flask import url_for
 from flask_babel import format_date, format_decimal, get_locale, gettext
 
+from service.infra import kinds
 from service.tallies import baseline as baselines
 from service.tallies.counts import Counts
 from service.tallies.results import PERCENT_DECIMALS, is_suppressed, tallies_view
@@ -89,7 +90,50 @@ def script_texts() -> dict:
         "baseline": i18n.plural_forms("includes %(num)s vote before %(date)s",
                                       "includes %(num)s votes before %(date)s",
                                       date="{date}"),
+        # A scale poll's statistic under its results; the script fills in the numbers.
+        "rating": gettext("Average: %(mean)s (median %(median)s)", mean="{mean}",
+                          median="{median}"),
+        "nps": gettext("Net Promoter Score: %(score)s", score="{score}"),
     }
+
+# A rating of this scale is drawn as stars; every other scale as numbered buttons.
+STAR_SCALE = (1, 5)
+
+
+def scale_form(poll) -> dict | None:
+    """A scale poll's row of points for the form: each point's option id, what it shows
+    (a star or its number) and its accessible name, which at the ends includes the end
+    label ("1 of 5 (Not useful)"); None for kinds without a scale."""
+    kind = kinds.of(poll.kind)
+    scale = kinds.scale_of(kind, poll.scale)
+    if scale is None:
+        return None
+    stars = kind.scale_settable and (scale["min"], scale["max"]) == STAR_SCALE
+    ends = {scale["min"]: scale["min_label"], scale["max"]: scale["max_label"]}
+    if kind.fixed_scale is not None:  # NPS: the question's usual end words
+        ends = {scale["min"]: gettext("Not at all likely"),
+                scale["max"]: gettext("Extremely likely")}
+    points = []
+    for option in sorted(poll.options, key=lambda option: option.value or 0):
+        name = gettext("%(value)s of %(max)s", value=option.value, max=scale["max"])
+        if ends.get(option.value):
+            name = gettext("%(point)s (%(label)s)", point=name, label=ends[option.value])
+        points.append({"id": option.id, "value": option.value, "name": name,
+                       "glyph": "★" if stars else str(option.value)})
+    return {"stars": stars, "points": points, "min_label": ends.get(scale["min"]),
+            "max_label": ends.get(scale["max"])}
+
+
+def statistic_text(view: dict) -> str | None:
+    """The results' statistic line: a rating's mean and median, an NPS poll's score."""
+    rating, nps = view.get("rating"), view.get("nps")
+    if rating and rating["mean"] is not None:
+        return gettext("Average: %(mean)s (median %(median)s)",
+                       mean=format_decimal(rating["mean"]),
+                       median=format_decimal(rating["median"]))
+    if nps and nps["score"] is not None:
+        return gettext("Net Promoter Score: %(score)s", score=format_decimal(nps["score"]))
+    return None
 
 
 def baseline_note(poll) -> str | None:
@@ -133,6 +177,7 @@ def shown_results(poll, counts: Counts, *, moment: datetime) -> dict:
                               view["total_votes"]),
         "baseline": baseline_note(poll),
         "runoff": _runoff_note(poll, view),
+        "statistic": statistic_text(view),
         "other": None if view["other_votes"] is None or not poll.allow_other else
         format_decimal(view["other_votes"]),
     }

@@ -37,6 +37,7 @@ from service.widgets.texts import (
     later_message,
     messages,
     needs_script,
+    scale_form,
     script_texts,
     shown_results,
     widget_url,
@@ -184,6 +185,7 @@ def _render_widget(poll, counts: Counts, page: pages.Page,
         csrf_token=cache.token_mark,
         config=config, challenge=page.challenge, needs_script=needs_script(),
         ranked=kinds.of(poll.kind).ordered,
+        scale=scale_form(poll), one_choice=kinds.of(poll.kind).one_choice,
     )
     return cache.put(page, body, display.widget_policy(poll, cache.nonce_mark))
 

@@ -17,6 +17,7 @@ import pytest
 
 from service.console import polls as console_polls
 from service.exports import export as exports
+from service.infra import kinds
 from tests.conftest import SEED_POLL
 
 SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
@@ -210,7 +211,7 @@ def test_a_multiple_choice_poll_without_a_limit_allows_every_option(console, cli
     ({"options": "Only one"}, "options", "Enter 2 to 50 options, one per line."),
     ({"options": "Yes\nyes"}, "options", "Option 'yes' appears more than once."),
     ({"options": "Yes\n" + "n" * 201}, "options", "Option 2: Length must be between 1 and 200."),
-    ({"kind": "borda"}, "kind", "Must be one of: single, multiple, ranked."),
+    ({"kind": "pairwise"}, "kind", f"Must be one of: {', '.join(kinds.NAMES)}."),
     ({"kind": "multiple", "max_choices": "4"}, "max_choices",
      "Must be at most the number of options (3)."),
     ({"kind": "multiple", "max_choices": "two"}, "max_choices", "Not a valid integer."),

@@ -282,3 +282,22 @@ def _wait_for(url: str) -> httpx.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_tallies_print_a_ratings_mean_and_median(served):
+    server, _poll, key = served
+    owner = {"Authorization": f"Bearer {key}"}
+    poll = httpx.post(f"{server.base_url}/api/v1/polls", headers=owner, timeout=10, json={
+        "question": "How useful?", "kind": "rating", "duplicate_check": "ip"}).json()
+    for n, value in enumerate((5, 4, 4, 3, 5)):
+        option = next(o["id"] for o in poll["options"] if o["value"] == value)
+        answer = httpx.post(f"{server.base_url}/api/v1/polls/{poll['id']}/votes", timeout=10,
+                            json={"choices": [option]},
+                            headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})
+        assert answer.status_code == 201
+
+    done = pollbox("tallies", "--server", server.base_url, poll["id"])
+
+    assert done.returncode == 0, done.stderr
+    # mean 4.2, s^2 = 0.7, t(4) = 2.776445: 4.2 -+ 1.04
+    assert done.stdout.splitlines()[-1] == "Mean 4.2, median 4 (95 % interval 3.16 to 5.24)"

@@ -49,6 +49,19 @@
     return (value === null || value === undefined) ? "–" : Number(value).toFixed(2);
   }
 
+  /* A rating's mean and median or an NPS poll's score: each number in its own span. */
+  function renderStatistic(block) {
+    if (!block) { return; }
+    ["mean", "median", "score", "promoters", "passives", "detractors"].forEach(function (name) {
+      var span = document.getElementById("stat-" + name);
+      if (span && name in block) {
+        span.textContent = block[name] === null ? "–" : String(block[name]);
+      }
+    });
+    var ci = document.getElementById("stat-ci");
+    if (ci) { ci.textContent = block.ci95 ? block.ci95[0] + "–" + block.ci95[1] : "–"; }
+  }
+
   function render(root, tallies) {
     if (tallies.status === "deleted") { return; }
     var total = document.getElementById("total-votes");
@@ -65,6 +78,7 @@
         document.getElementById("baseline-source").textContent = tallies.baseline.source;
       }
     }
+    renderStatistic(tallies.rating || tallies.nps);
     (tallies.options || []).forEach(function (option) {
       var row = root.querySelector('[data-option-id="' + option.id + '"]');
       if (!row) { return; }

@@ -97,6 +97,7 @@
     } else {
       other.hidden = true;
     }
+    renderStatistic(tallies);
     byId("pb-total").textContent = counted(texts.total, tallies.total_votes);
     renderBaseline(tallies.baseline);
     renderRunoff(tallies);
@@ -118,6 +119,21 @@
     }
     winner.textContent = found === null ? "" : texts.winner.replace("{label}", found);
     winner.hidden = found === null;
+  }
+
+  /* A rating's mean and median, or an NPS poll's score. */
+  function renderStatistic(tallies) {
+    var line = byId("pb-stat");
+    if (!line) { return; }
+    var text = null;
+    if (tallies.rating && tallies.rating.mean !== null) {
+      text = texts.rating.replace("{mean}", number(tallies.rating.mean))
+        .replace("{median}", number(tallies.rating.median));
+    } else if (tallies.nps && tallies.nps.score !== null) {
+      text = texts.nps.replace("{score}", number(tallies.nps.score));
+    }
+    line.textContent = text || "";
+    line.hidden = !text;
   }
 
   /* "includes N votes before <date>": the total counts votes from before Pollbox. */
