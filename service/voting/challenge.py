@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 
 ALGORITHM = "SHA-256"
 CHALLENGE_SECONDS = 600
-# The numbers a browser may have to try. Measured in bench/ (bench/README.md): a phone
-# (Chromium, CPU throttled 4x) finds it in under a second at the worst.
-DEFAULT_MAX_NUMBER = 50_000
 # Refusals of a poll that count as suspicious, by problem code.
 SUSPICIOUS = frozenset({"duplicate_vote", "rate_limited", "challenge_required"})
 MISSING = "This poll asks each vote for a proof of work; this vote carries none."
