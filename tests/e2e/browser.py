@@ -30,6 +30,24 @@ BLOCKING_IMPACTS = ("serious", "critical")
 EXPECT_TIMEOUT_MS = 10_000
 
 
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE_JS.exists():
+        missing(f"axe-core ({AXE_JS}; tests/run.sh installs it from npm)")
+    return AXE_JS.read_text()
+
+
+def run_axe(frame, axe_source: str) -> list[dict]:
+    """axe-core's serious and critical violations in a page or frame."""
+    if not frame.evaluate("typeof window.axe !== 'undefined'"):
+        frame.add_script_tag(content=axe_source)
+    result = frame.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+        for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS
+    ]
+
+
 def missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is missing (POLLBOX_REQUIRE_SERVICES=1)", pytrace=False)

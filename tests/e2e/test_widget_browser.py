@@ -23,13 +23,12 @@ import pytest
 
 from tests.conftest import SEED_POLL
 from tests.e2e.browser import (
-    AXE_JS,
-    BLOCKING_IMPACTS,
     EXPECT_TIMEOUT_MS,
     SCREENSHOTS,
+    axe_source,  # noqa: F401 (a fixture)
     browser,  # noqa: F401 (a fixture)
     e2e_database_url,  # noqa: F401 (a fixture)
-    missing,
+    run_axe,
 )
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.browser]
@@ -43,12 +42,6 @@ WITHOUT_RANDOM_UUID = "delete Crypto.prototype.randomUUID;"
 INITIAL_FRAME_HEIGHT = "360px"
 POLL_FALLBACK_DEADLINE_MS = 15_000  # the widget polls every 10 s
 
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE_JS.exists():
-        missing(f"axe-core ({AXE_JS}; tests/run.sh installs it from npm)")
-    return AXE_JS.read_text()
 
 
 class HostSite:
@@ -178,15 +171,6 @@ def total_is(frame, n: int, timeout_ms: int = EXPECT_TIMEOUT_MS) -> float:
         " && !document.getElementById('pb-results').hidden", arg=n, timeout=timeout_ms)
     return (time.monotonic() - started) * 1000
 
-
-def run_axe(frame, axe_source: str) -> list[dict]:
-    if not frame.evaluate("typeof window.axe !== 'undefined'"):
-        frame.add_script_tag(content=axe_source)
-    result = frame.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-        for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS
-    ]
 
 
 def test_embedded_polls_vote_by_mouse_and_keyboard_and_stay_in_step(

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import EXPECT_TIMEOUT_MS, SCREENSHOTS, browser  # noqa: F401 (a fixture)
-from tests.e2e.test_widget_browser import axe_source, run_axe  # noqa: F401 (a fixture)
+from tests.e2e.browser import (
+    EXPECT_TIMEOUT_MS,
+    SCREENSHOTS,
+    axe_source,  # noqa: F401 (a fixture)
+    browser,  # noqa: F401 (a fixture)
+    run_axe,
+)
 
 pytestmark = pytest.mark.browser
 

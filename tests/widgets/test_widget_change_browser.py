@@ -7,31 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import (  # noqa: F401 (browser: a fixture)
-    AXE_JS,
-    BLOCKING_IMPACTS,
+from tests.e2e.browser import (
     EXPECT_TIMEOUT_MS,
     SCREENSHOTS,
-    browser,
-    missing,
+    axe_source,  # noqa: F401 (a fixture)
+    browser,  # noqa: F401 (a fixture)
+    run_axe,
 )
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE_JS.exists():
-        missing(f"axe-core ({AXE_JS}; tests/run.sh installs it from npm)")
-    return AXE_JS.read_text()
-
-
-def run_axe(page, axe_source: str) -> list[dict]:
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(content=axe_source)
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-            for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS]
 
 
 def status_is(page, text: str) -> None:
@@ -49,7 +35,7 @@ def api_votes(client, poll: dict) -> dict[int, int]:
 
 
 def test_a_visitor_changes_their_vote_in_the_widget(browser, served, client, make_poll,  # noqa: F811
-                                                    axe_source):
+                                                    axe_source):  # noqa: F811 (the fixtures)
     poll = make_poll(allow_change=True)
     yes, past, no = (option["id"] for option in poll["options"])
     url = f"{served}/polls/{poll['id']}/widget"

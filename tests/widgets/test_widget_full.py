@@ -9,8 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.e2e.browser import EXPECT_TIMEOUT_MS, SCREENSHOTS, browser  # noqa: F401
-from tests.e2e.test_widget_browser import axe_source, run_axe  # noqa: F401
+from tests.e2e.browser import (
+    EXPECT_TIMEOUT_MS,
+    SCREENSHOTS,
+    axe_source,  # noqa: F401 (a fixture)
+    browser,  # noqa: F401 (a fixture)
+    run_axe,
+)
 from tests.widgets.helpers import Tags, csrf_token
 from tests.widgets.test_widget import follow, form_vote, widget
 

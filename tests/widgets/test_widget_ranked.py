@@ -13,12 +13,11 @@ from html import unescape
 import pytest
 
 from tests.e2e.browser import (
-    AXE_JS,
-    BLOCKING_IMPACTS,
     EXPECT_TIMEOUT_MS,
     SCREENSHOTS,
+    axe_source,  # noqa: F401 (a fixture)
     browser,  # noqa: F401 (a fixture)
-    missing,
+    run_axe,
 )
 from tests.widgets.helpers import csrf_token
 
@@ -117,18 +116,6 @@ def test_results_svg_shows_the_final_round_and_the_winner(client, ranked, vote):
 # --- Chromium ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE_JS.exists():
-        missing(f"axe-core ({AXE_JS}; tests/run.sh installs it from npm)")
-    return AXE_JS.read_text()
-
-
-def run_axe(page, axe_source: str) -> list[dict]:
-    page.add_script_tag(content=axe_source)
-    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [{"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-            for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS]
 
 
 def order_shown(page) -> list[str]:
