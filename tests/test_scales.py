@@ -13,7 +13,7 @@ import pytest
 POLLS = "/api/v1/polls"
 RATING_VOTES = [5, 4, 4, 3, 5]  # mean 4.2, median 4, s^2 = 2.8 / 4 = 0.7
 # t(0.975, 4) = 2.776445; 4.2 -+ 2.776445 * sqrt(0.7 / 5) = 4.2 -+ 1.0388
-RATING_BLOCK = {"mean": 4.2, "median": 4, "ci95": [3.16, 5.24]}
+RATING_BLOCK = {"mean": 4.2, "median": 4, "ci95": [3.16, 5.0]}  # 5.24 clipped to the scale
 NPS_VOTES = [10, 9, 9, 8, 7, 6, 0, 10, 3, 10]  # 5 promoters, 2 passives, 3 detractors
 # 50 % - 30 % = 20; SE = 100 * sqrt((0.5 + 0.3 - 0.2^2) / 10) = 27.568; 1.96 SE = 54.03
 NPS_BLOCK = {"score": 20.0, "promoters": 5, "passives": 2, "detractors": 3,
@@ -195,7 +195,7 @@ def test_the_csv_export_has_values_and_statistic_rows(client, auth, scale_poll, 
     assert list(stats) == ["mean", "median"]
     assert all(r["option_id"] == "" for r in stats.values())
     assert (stats["mean"]["value"], stats["mean"]["ci95_low"], stats["mean"]["ci95_high"]) == (
-        "4.2", "3.16", "5.24")
+        "4.2", "3.16", "5")
     assert stats["median"]["value"] == "4"
 
 
@@ -287,8 +287,9 @@ def test_a_retried_vote_replays_the_block_of_its_first_answer(app, scale_poll, v
     first, retry = send(), send()
 
     assert first.status_code == 201 and retry.status_code == 201
-    # 2 and 5: mean 3.5, s^2 = 4.5, t(1) = 12.7062: 3.5 -+ 12.7062 * 1.5 = 3.5 -+ 19.06
-    expected = {"mean": 3.5, "median": 3.5, "ci95": [-15.56, 22.56]}
+    # 2 and 5: mean 3.5, s^2 = 4.5, t(1) = 12.7062: 3.5 -+ 12.7062 * 1.5 = 3.5 -+ 19.06,
+    # clipped to the scale's 1..5
+    expected = {"mean": 3.5, "median": 3.5, "ci95": [1.0, 5.0]}
     assert first.get_json()["tallies"]["rating"] == expected
     assert retry.get_json()["tallies"]["rating"] == expected
 

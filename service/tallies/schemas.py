@@ -48,7 +48,8 @@ class RatingBlockSchema(Schema):
     ci95 = fields.List(fields.Float(), allow_none=True, metadata={
         "example": [3.81, 4.07],
         "description": "The mean's 95 % Student t interval (mean +- t(0.975, n-1) * s / "
-                       "sqrt(n), s the sample standard deviation); null below two ballots."})
+                       "sqrt(n), s the sample standard deviation), clipped to the scale's "
+                       "lowest and highest points; null below two ballots."})
 
 class NpsBlockSchema(Schema):
     score = fields.Float(allow_none=True, metadata={

@@ -66,8 +66,10 @@ def median(votes: Mapping[int, int]) -> float | None:
 
 
 def rating(votes: Mapping[int, int]) -> dict:
-    """`{"mean", "median", "ci95"}` of a rating's votes: the mean's Student t interval
-    (from the sample standard deviation); nulls without votes, no interval with one."""
+    """`{"mean", "median", "ci95"}` of a rating's votes by value (every point of the scale,
+    voted or not): the mean's Student t interval (from the sample standard deviation),
+    clipped to the scale, where the mean always lies; nulls without votes, no interval
+    with one."""
     n = sum(votes.values())
     if n == 0:
         return {"mean": None, "median": None, "ci95": None}
@@ -76,7 +78,7 @@ def rating(votes: Mapping[int, int]) -> dict:
     if n > 1:
         variance = sum(count * (value - mean) ** 2 for value, count in votes.items()) / (n - 1)
         half = t_quantile_975(n - 1) * math.sqrt(variance / n)
-        interval = [_round(mean - half), _round(mean + half)]
+        interval = [_round(max(min(votes), mean - half)), _round(min(max(votes), mean + half))]
     return {"mean": _round(mean), "median": median(votes), "ci95": interval}
 
 

@@ -39,6 +39,13 @@ def test_a_rating_of_one_to_five_once_each():
         "mean": 3.0, "median": 3, "ci95": [1.04, 4.96]}
 
 
+def test_the_interval_is_clipped_to_the_scale():
+    # 5, 5, 4 on 1..5: mean 4.667, s = 0.577, t(2) = 4.3027: 4.667 -+ 1.434
+    assert statistics.rating({1: 0, 2: 0, 3: 0, 4: 1, 5: 2})["ci95"] == [3.23, 5.0]
+    # 1 and 5 on 1..5: mean 3, s = 2.828, t(1) = 12.7062: 3 -+ 25.41
+    assert statistics.rating({1: 1, 2: 0, 3: 0, 4: 0, 5: 1})["ci95"] == [1.0, 5.0]
+
+
 def test_identical_ratings_have_a_zero_width_interval():
     assert statistics.rating({4: 3})["ci95"] == [4.0, 4.0]
 
