@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import re
 import ssl
 import time
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from itsdangerous import Signer
 
 from service.infra import keys
-from service.infra.models import Ballot, BallotChoice, VoteClaim
+from service.infra.models import Ballot, BallotChoice, VoteClaim, WebhookDelivery
 from service.web.voter import VOTER_COOKIE
 from tests.conftest import SECRET, SEED_POLL
 
@@ -149,14 +150,14 @@ def identical_vote_requests(duplicate_check: str, body: dict) -> list[tuple[dict
 def start_server(gunicorn_server, e2e_database_url, clean_redis, owner_key):
     """Start the server for a burst of `size` connections, spread over both workers."""
 
-    def start(size: int):
+    def start(size: int, **extra_env: str):
         # A worker holding worker_connections connections stops accepting, so capping it
         # below the burst makes the other worker take the rest: the race spans processes.
         capacity = size * WORKER_SHARE_NUMERATOR // WORKER_SHARE_DENOMINATOR
         return gunicorn_server(
             database_url=e2e_database_url, redis_url=clean_redis, workers=WORKERS,
             args=("--worker-connections", str(capacity), "--access-logfile", "-",
-                  "--access-logformat", ACCESS_LOG_WITH_PID),
+                  "--access-logformat", ACCESS_LOG_WITH_PID), **extra_env,
         )
 
     return start
@@ -230,12 +231,22 @@ def test_concurrent_distinct_voters_all_count(start_server, owner_key, database)
 
 MAX_VOTES = 100
 VOTERS_FOR_MAX_VOTES = 300
+# A poll.closed webhook nobody answers (the discard port): its deliveries are recorded
+# when the close is announced, before any attempt.
+UNANSWERED_HOOK_URL = "http://127.0.0.1:9/hook"
 
 
 def test_concurrent_voters_fill_max_votes_exactly(start_server, owner_key, database):
     """300 distinct voters at once on a poll of max_votes 100: exactly 100 get a place,
-    the other 200 hear poll_full, and the tallies, the database and the poll agree."""
-    server = start_server(VOTERS_FOR_MAX_VOTES)
+    the other 200 hear poll_full, and the tallies, the database and the poll agree; the
+    close is announced to a `poll.closed` webhook once, whichever worker took the last
+    place."""
+    server = start_server(VOTERS_FOR_MAX_VOTES, WEBHOOKS_ALLOW_PRIVATE="1")
+    hook = httpx.post(f"{server.base_url}/api/v1/webhooks",
+                      headers={"Authorization": f"Bearer {owner_key}"},
+                      json={"url": UNANSWERED_HOOK_URL, "events": ["poll.closed"]},
+                      timeout=REQUEST_TIMEOUT_SECONDS)
+    assert hook.status_code == 201, hook.text
     poll = create_poll(server.base_url, owner_key, duplicate_check="cookie_and_ip",
                        max_votes=MAX_VOTES)
     option_ids = [option["id"] for option in poll["options"]]
@@ -261,6 +272,13 @@ def test_concurrent_voters_fill_max_votes_exactly(start_server, owner_key, datab
                       timeout=REQUEST_TIMEOUT_SECONDS).json()
     assert (shown["status"], shown["full"]) == ("closed", True)
     assert len(voting_workers(server)) == WORKERS
+    with database.connect() as connection:
+        announced = connection.execute(
+            sa.select(WebhookDelivery.event, WebhookDelivery.payload)
+            .where(WebhookDelivery.webhook_id == hook.json()["id"])).all()
+    [(event, payload)] = announced
+    assert event == "poll.closed"
+    assert json.loads(payload)["data"]["reason"] == "full"
 
 
 CONTEXT = "/articles/healing-power"
