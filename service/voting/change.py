@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, exists, insert, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.infra import kinds
 from service.infra.clock import epoch_ms, iso
 from service.infra.errors import ChangeNotAllowed, PollClosed
 from service.infra.models import Ballot as BallotRow
-from service.infra.models import BallotChoice, Option, Poll
+from service.infra.models import BallotChoice, Poll
 from service.infra.redis import RedisHandle
 from service.infra.redis.scripts import ChangeCall
 from service.polls import cache as poll_cache
@@ -29,7 +29,7 @@ from service.tallies import counts as tallies
 from service.tallies.results import is_suppressed, results_visible, tallies_view
 from service.voting import integrity
 from service.voting.ballot import Ballot, validate
-from service.voting.receipts import UnknownReceipt, get_ballot
+from service.voting.receipts import UnknownReceipt, choices_of, get_ballot
 
 CLOSED_DETAIL = "This poll is closed: its votes can no longer be changed."
 
@@ -158,17 +158,9 @@ def _vote_of(session: Session, ballot_id: str) -> dict:
     row = session.get(BallotRow, ballot_id, populate_existing=True)
     if row is None:
         raise UnknownReceipt()  # withdrawn since
-    choices = session.execute(
-        select(Option.id, Option.label)
-        .join(BallotChoice, BallotChoice.option_id == Option.id)
-        .join(Poll, Poll.id == Option.poll_id)
-        .where(BallotChoice.ballot_id == ballot_id)
-        .order_by(case((Poll.kind.in_(kinds.ORDERED), BallotChoice.rank), else_=0),
-                  Option.position)
-    ).all()
     return {
         "id": row.id, "created_at": iso(row.created_at),
         "changed_at": iso(row.changed_at),
-        "choices": [{"id": option_id, "label": label} for option_id, label in choices],
+        "choices": choices_of(session, ballot_id),
         "other": row.other, "comment": row.comment, "context": row.context,
     }

@@ -36,22 +36,28 @@ def get_ballot(*, session: Session, receipt: str) -> Ballot:
     return ballot
 
 
-def vote_view(*, session: Session, ballot: Ballot) -> dict:
-    """The vote as its voter sent it (a ranked ballot's choices in the voter's order)."""
+def choices_of(session: Session, ballot_id: str) -> list[dict]:
+    """A ballot's options (id, label): in the poll's order, or a ranked ballot's in the
+    voter's order of preference."""
     choices = session.execute(
         select(Option.id, Option.label)
         .join(BallotChoice, BallotChoice.option_id == Option.id)
         .join(Poll, Poll.id == Option.poll_id)
-        .where(BallotChoice.ballot_id == ballot.id)
+        .where(BallotChoice.ballot_id == ballot_id)
         .order_by(case((Poll.kind.in_(kinds.ORDERED), BallotChoice.rank), else_=0),
                   Option.position)
     ).all()
+    return [{"id": option_id, "label": label} for option_id, label in choices]
+
+
+def vote_view(*, session: Session, ballot: Ballot) -> dict:
+    """The vote as its voter sent it (a ranked ballot's choices in the voter's order)."""
     return {
         "poll_id": ballot.poll_id,
         "vote_id": ballot.id,
         "created_at": ballot.created_at,
         "changed_at": ballot.changed_at,
-        "choices": [{"id": option_id, "label": label} for option_id, label in choices],
+        "choices": choices_of(session, ballot.id),
         "other": ballot.other,
         "comment": ballot.comment,
         "context": ballot.context,
