@@ -41,6 +41,12 @@ REQUEST_LATENCY = Histogram(
     ["endpoint", "method", "status"],
     buckets=LATENCY_BUCKETS,
 )
+BALLOT_BATCHES = Histogram(
+    "pollbox_ballot_batch_size",
+    "Ballots written per database commit: concurrent votes of a process share one "
+    "(service/voting/records.py, group commit); 1 for a ballot written alone.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 REDIS_FALLBACKS = Counter(
     "pollbox_redis_fallbacks",
     "Redis calls that failed, so the service fell back on the database (or skipped a count).",

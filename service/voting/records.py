@@ -10,13 +10,18 @@ windowed poll's claim expires with its window; "one vote ever" never does). The 
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+import weakref
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, exists, func, insert, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 
+from service.infra import metrics
+from service.infra.batching import Coalescer
 from service.infra.errors import PollClosed, PollFull
 from service.infra.identity import Voter, keyed_hash
 from service.infra.models import (
@@ -66,6 +71,60 @@ SELECT count(*) FROM ballot
 """).bindparams(bindparam("created_at", type_=UTCDateTime()),
                 bindparam("claims_until", type_=UTCDateTime()))
 
+# PostgreSQL, a batch of ballots (group commit): the same statement over arrays, one row
+# per ballot, claim and choice. A ballot is written when it got all of its claims; one
+# that got none is left out (its voter is told by the database, alone); one that got
+# only some fails the statement whole (a claim of a ballot not written breaks its
+# foreign key), and so does a batch of two ballots claiming the same identity: the batch
+# is then written again ballot by ballot. Datetimes are naive UTC, as UTCDateTime stores.
+_INSERT_VOTES_POSTGRESQL = text("""
+WITH claims AS (
+  INSERT INTO vote_claims (poll_id, identity, ballot_id, expires_at)
+  SELECT * FROM unnest(CAST(:claim_polls AS varchar[]), CAST(:claim_identities AS varchar[]),
+                       CAST(:claim_ballots AS varchar[]), CAST(:claim_untils AS timestamp[]))
+  ON CONFLICT (poll_id, identity) DO UPDATE
+    SET ballot_id = EXCLUDED.ballot_id, expires_at = EXCLUDED.expires_at
+    WHERE vote_claims.expires_at <= :earliest
+  RETURNING ballot_id
+), input AS (
+  SELECT * FROM unnest(
+    CAST(:ids AS varchar[]), CAST(:poll_ids AS varchar[]), CAST(:created_ats AS timestamp[]),
+    CAST(:others AS varchar[]), CAST(:comments AS text[]), CAST(:contexts AS varchar[]),
+    CAST(:cookie_hashes AS varchar[]), CAST(:ip_hashes AS varchar[]),
+    CAST(:user_hashes AS varchar[]), CAST(:receipt_hashes AS varchar[]),
+    CAST(:idempotency_hashes AS varchar[]), CAST(:rankings AS text[]),
+    CAST(:claim_counts AS integer[]))
+  AS b(id, poll_id, created_at, other, comment, context, cookie_hash, ip_hash, user_hash,
+       receipt_hash, idempotency_hash, ranking, claim_count)
+), ballot AS (
+  INSERT INTO ballots (id, poll_id, created_at, other, comment, context, cookie_hash,
+                       ip_hash, user_hash, receipt_hash, idempotency_hash, comment_hidden,
+                       ranking)
+  SELECT id, poll_id, created_at, other, comment, context, cookie_hash, ip_hash, user_hash,
+         receipt_hash, idempotency_hash, false, ranking
+  FROM input
+  WHERE claim_count = (SELECT count(*) FROM claims WHERE claims.ballot_id = input.id)
+  RETURNING id
+), choices AS (
+  INSERT INTO ballot_choices (ballot_id, option_id, rank)
+  SELECT * FROM unnest(CAST(:choice_ballots AS varchar[]), CAST(:choice_options AS integer[]),
+                       CAST(:choice_ranks AS integer[])) AS c(ballot_id, option_id, rank)
+  WHERE c.ballot_id IN (SELECT id FROM ballot)
+)
+SELECT id FROM ballot
+""").bindparams(bindparam("earliest", type_=UTCDateTime()))
+
+# SQLite: a voter's claim, inserted or taking over an expired one; built once, run with
+# executemany over every claim of a vote (or of a batch), whose row count says how many
+# were got.
+_CLAIMS = VoteClaim.__table__
+_TAKE_CLAIM_SQLITE = sqlite_insert(_CLAIMS)
+_TAKE_CLAIM_SQLITE = _TAKE_CLAIM_SQLITE.on_conflict_do_update(
+    index_elements=[_CLAIMS.c.poll_id, _CLAIMS.c.identity],
+    set_={"ballot_id": _TAKE_CLAIM_SQLITE.excluded.ballot_id,
+          "expires_at": _TAKE_CLAIM_SQLITE.excluded.expires_at},
+    where=_CLAIMS.c.expires_at <= bindparam("created_at", type_=UTCDateTime()))
+
 
 class SqlBallots:
     """The vote's BallotStore on the app's SQLAlchemy session."""
@@ -104,12 +163,7 @@ class SqlBallots:
         if limited:
             with engine.begin() as connection:
                 return _write_in_place(connection, vote)
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                vote.insert(connection)
-            return False
-        with engine.begin() as connection:
-            vote.insert(connection)  # leaving the block on AlreadyRecorded rolls it back
+        group_commit(engine).write(vote)
         return False
 
     def keyed(self, *, poll_id: str, key_hash: str) -> Recorded | None:
@@ -177,9 +231,138 @@ class _Vote:
                 {"ballot_id": row["id"], "option_id": option_id, "rank": rank}
                 for rank, option_id in enumerate(self.option_ids, start=1)])
         if claims:
-            taken = connection.execute(_take_claims(row, claims, self.claims_until)).rowcount
+            taken = connection.execute(_TAKE_CLAIM_SQLITE, self.claim_rows()).rowcount
             if taken != len(claims):
                 raise AlreadyRecorded()
+
+    def claim_rows(self) -> list[dict]:
+        """SQLite: the parameters of _TAKE_CLAIM_SQLITE, one set per claim."""
+        row = self.row
+        return [{"poll_id": row["poll_id"], "identity": identity, "ballot_id": row["id"],
+                 "expires_at": self.claims_until, "created_at": row["created_at"]}
+                for identity in self.claims]
+
+
+def _write_one(engine: Engine, vote: _Vote) -> None:
+    """Write one ballot, committed (on PostgreSQL one statement in autocommit)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            vote.insert(connection)
+        return
+    with engine.begin() as connection:
+        vote.insert(connection)  # leaving the block on AlreadyRecorded rolls it back
+
+
+class _Rewrite(Exception):
+    """A batch is not taken whole: each of its ballots is written alone."""
+
+
+class GroupCommit:
+    """Group commit, per process and database: the ballots of concurrent votes are
+    written in one statement (PostgreSQL) or transaction (SQLite) and one commit (the
+    WAL flush, the write lock), each vote still told its own outcome, and only once
+    committed (service/infra/batching.py coalesces them). A batch the database does not
+    take whole (a claim held by another ballot of it, a unique key, a lock, the database
+    away) is written again ballot by ballot, so each vote gets the answer it would have
+    got alone: the guarantees are the single write's."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.coalescer: Coalescer[_Vote, None] = Coalescer(self._write)
+
+    def write(self, vote: _Vote) -> None:
+        """Write the ballot, committed; the single write's exception if it failed."""
+        self.coalescer.submit(vote)
+
+    def _write(self, votes: list[_Vote]) -> list[BaseException | None]:
+        if len(votes) > 1:
+            try:
+                refused = self._write_batch(votes)
+            except Exception:  # written again ballot by ballot below
+                pass
+            else:
+                metrics.BALLOT_BATCHES.observe(len(votes))
+                return [AlreadyRecorded() if vote.row["id"] in refused else None
+                        for vote in votes]
+        outcomes: list[BaseException | None] = []
+        for vote in votes:
+            try:
+                _write_one(self.engine, vote)
+            except Exception as error:  # its own request raises it
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+                metrics.BALLOT_BATCHES.observe(1)
+        return outcomes
+
+    def _write_batch(self, votes: list[_Vote]) -> set[str]:
+        """Write the ballots in one transaction: the ids of those the database refused
+        (each of whose claims were all held already); an exception when the batch must
+        be written ballot by ballot."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as connection:
+                written = set(connection.scalars(_INSERT_VOTES_POSTGRESQL,
+                                                 _batch_arrays(votes)))
+            return {vote.row["id"] for vote in votes} - written
+        with self.engine.begin() as connection:
+            connection.execute(_INSERT_BALLOT, [{**vote.row, "comment_hidden": False}
+                                                for vote in votes])
+            choices = [{"ballot_id": vote.row["id"], "option_id": option_id, "rank": rank}
+                       for vote in votes
+                       for rank, option_id in enumerate(vote.option_ids, start=1)]
+            if choices:
+                connection.execute(_INSERT_CHOICES, choices)
+            claims = [claim for vote in votes for claim in vote.claim_rows()]
+            if claims and connection.execute(_TAKE_CLAIM_SQLITE, claims).rowcount != len(claims):
+                raise _Rewrite()  # rolled back: which one, each ballot alone will say
+        return set()
+
+
+def _batch_arrays(votes: list[_Vote]) -> dict:
+    """The PostgreSQL batch statement's arrays: a column per field, naive UTC datetimes."""
+    def naive(moment: datetime | None) -> datetime | None:
+        return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+    rows = [vote.row for vote in votes]
+    columns = {name: [row[name] for row in rows] for name in (
+        "other", "comment", "context", "cookie_hash", "ip_hash", "user_hash", "receipt_hash",
+        "idempotency_hash", "ranking")}
+    claims = [(vote, identity) for vote in votes for identity in vote.claims]
+    choices = [(vote.row["id"], option_id, rank) for vote in votes
+               for rank, option_id in enumerate(vote.option_ids, start=1)]
+    return {
+        "ids": [row["id"] for row in rows], "poll_ids": [row["poll_id"] for row in rows],
+        "created_ats": [naive(row["created_at"]) for row in rows],
+        "others": columns["other"], "comments": columns["comment"],
+        "contexts": columns["context"], "cookie_hashes": columns["cookie_hash"],
+        "ip_hashes": columns["ip_hash"], "user_hashes": columns["user_hash"],
+        "receipt_hashes": columns["receipt_hash"],
+        "idempotency_hashes": columns["idempotency_hash"], "rankings": columns["ranking"],
+        "claim_counts": [len(vote.claims) for vote in votes],
+        "claim_polls": [vote.row["poll_id"] for vote, _identity in claims],
+        "claim_identities": [identity for _vote, identity in claims],
+        "claim_ballots": [vote.row["id"] for vote, _identity in claims],
+        "claim_untils": [naive(vote.claims_until) for vote, _identity in claims],
+        # A claim expired for the batch's earliest vote is expired for all of them.
+        "earliest": min(row["created_at"] for row in rows),
+        "choice_ballots": [ballot for ballot, _option, _rank in choices],
+        "choice_options": [option for _ballot, option, _rank in choices],
+        "choice_ranks": [rank for _ballot, _option, rank in choices],
+    }
+
+
+_group_commits: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+_group_commits_lock = threading.Lock()
+
+
+def group_commit(engine: Engine) -> GroupCommit:
+    """The process's group commit for this database."""
+    found = _group_commits.get(engine)
+    if found is None:
+        with _group_commits_lock:
+            found = _group_commits.setdefault(engine, GroupCommit(engine))
+    return found
 
 
 def _write_in_place(connection, vote: _Vote) -> bool:
@@ -209,20 +392,6 @@ def _write_in_place(connection, vote: _Vote) -> bool:
     connection.execute(update(polls).where(polls.c.id == poll_id).values(
         closed_at=now, closed_reason=CLOSED_FULL, updated_at=now))
     return True
-
-
-def _take_claims(row: dict, claims: list[str], until: datetime | None):
-    """SQLite: insert the voter's claims, or take over expired ones; the statement's row
-    count says how many it got."""
-    table = VoteClaim.__table__
-    statement = sqlite_insert(table).values([
-        {"poll_id": row["poll_id"], "identity": identity, "ballot_id": row["id"],
-         "expires_at": until} for identity in claims])
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.poll_id, table.c.identity],
-        set_={"ballot_id": statement.excluded.ballot_id,
-              "expires_at": statement.excluded.expires_at},
-        where=table.c.expires_at <= row["created_at"])
 
 
 def own_ballot(*, session: Session, poll, voter: Voter, secret: str) -> Ballot | None:

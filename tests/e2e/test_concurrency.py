@@ -227,6 +227,17 @@ def test_concurrent_distinct_voters_all_count(start_server, owner_key, database)
     assert tallies["total_votes"] == len(ballot_ids) == DISTINCT_VOTERS
     assert option_votes(tallies) == choices == sent
     assert len(voting_workers(server)) == WORKERS
+    # Group commit: the workers wrote the burst's ballots in fewer commits than ballots.
+    commits, ballots = ballot_batches(server.base_url)
+    print(f"{ballots:.0f} ballots in {commits:.0f} commits")
+    assert ballots == DISTINCT_VOTERS and commits < DISTINCT_VOTERS / 2
+
+
+def ballot_batches(base_url: str) -> tuple[float, float]:
+    """pollbox_ballot_batch_size over every worker: (commits, ballots written)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=REQUEST_TIMEOUT_SECONDS).text
+    found = dict(re.findall(r"^pollbox_ballot_batch_size_(count|sum) (\S+)$", text, re.M))
+    return float(found["count"]), float(found["sum"])
 
 
 MAX_VOTES = 100
