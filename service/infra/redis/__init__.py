@@ -60,8 +60,8 @@ def init_app(app: Flask) -> None:
             "tallies are then per process; run one worker, or set REDIS_URL for more."
         )
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    app.extensions[EXTENSION] = RedisHandle(client=client, scripts=Scripts(client),
-                                            shared=bool(url))
+    scripts = Scripts(client, batched=not isinstance(client, LazyCluster))
+    app.extensions[EXTENSION] = RedisHandle(client=client, scripts=scripts, shared=bool(url))
 
 
 def redis_handle() -> RedisHandle:
