@@ -17,10 +17,11 @@ from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies import counts as tallies
 from service.tallies import results
-from service.tallies.schemas import TalliesQuerySchema, TalliesSchema
+from service.tallies.schemas import TalliesQuerySchema, TalliesSchema, load_no_query
 from service.web import cors
 
 blp = Blueprint("tallies", __name__, url_prefix="/api/v1/polls", description="Read results.")
+blp.ARGUMENTS_PARSER.load_plainly(TalliesQuerySchema, load_no_query)
 
 ETAG_HEX_CHARS = 32
 VARY = "Authorization, Cookie"

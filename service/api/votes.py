@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import orjson
 from flask import current_app, json
 from flask.views import MethodView
 from werkzeug.exceptions import HTTPException
@@ -14,11 +15,17 @@ from service.voting import challenge, idempotency
 from service.voting.app import voting
 from service.voting.ballot import Ballot
 from service.voting.cast import Refused
-from service.voting.schemas import ChallengeSchema, VoteResultSchema, VoteSchema
+from service.voting.schemas import (
+    ChallengeSchema,
+    VoteResultSchema,
+    VoteSchema,
+    load_plain_vote,
+)
 from service.web import cors
 from service.web.voter import vote_facts
 
 blp = Blueprint("votes", __name__, url_prefix="/api/v1/polls", description="Vote in a poll.")
+blp.ARGUMENTS_PARSER.load_plainly(VoteSchema, load_plain_vote)
 
 IDEMPOTENCY_PARAMETER = {
     "in": "header",
@@ -84,7 +91,7 @@ class Votes(MethodView):
             raise result.error
         headers = {idempotency.REPLAY_HEADER: "true"} if result.replayed else None
         # Serialized directly: the answer is VoteResultSchema's shape already.
-        return current_app.response_class(json.dumps(result.answer), status=201,
+        return current_app.response_class(orjson.dumps(result.answer), status=201,
                                           headers=headers, mimetype="application/json")
 
 

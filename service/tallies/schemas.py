@@ -97,3 +97,8 @@ class TalliesSchema(Schema):
 
 class TalliesQuerySchema(Schema):
     context = Text(validate=validate.Length(1, CONTEXT_MAX))
+
+
+def load_no_query(query) -> dict | None:
+    """Tallies asked without a query, as TalliesQuerySchema loads them; None otherwise."""
+    return {} if not query else None

@@ -84,8 +84,19 @@ class VoteFacts:
     idempotency_key: str | None = None  # the Idempotency-Key header, as sent
 
 
+# Random bits per ballot id: 62**16 ids (95 bits) read from 128 random bits in one call,
+# instead of one call per character (16 getrandom system calls a vote); the bias of
+# the remainder is about 2**-32.
+_BALLOT_ID_BITS = 128
+
+
 def new_ballot_id() -> str:
-    return "".join(secrets.choice(BALLOT_ID_ALPHABET) for _ in range(BALLOT_ID_LENGTH))
+    number = int.from_bytes(secrets.token_bytes(_BALLOT_ID_BITS // 8))
+    characters = []
+    for _ in range(BALLOT_ID_LENGTH):
+        number, index = divmod(number, len(BALLOT_ID_ALPHABET))
+        characters.append(BALLOT_ID_ALPHABET[index])
+    return "".join(characters)
 
 
 def idempotency_hash(secret: str, poll_id: str, idempotency_key: str) -> str:

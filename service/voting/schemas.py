@@ -61,6 +61,23 @@ class VoteSchema(VoteContentSchema):
                   "challenge_required) and a proof of work is still accepted."},
     )
 
+# What VoteSchema loads besides `choices` from a body that has nothing else.
+_VOTE_DEFAULTS = {"other": None, "comment": None, "context": None, "voter": None,
+                  "altcha": None, "captcha": None}
+
+
+def load_plain_vote(body) -> dict | None:
+    """The commonest vote, `{"choices": [ids]}`, as VoteSchema loads it; None for any
+    other body (VoteSchema then loads it, or says what is wrong)."""
+    if type(body) is not dict or len(body) != 1:
+        return None
+    choices = body.get("choices")
+    if type(choices) is not list or len(choices) > OPTIONS_MAX or \
+            not all(type(choice) is int for choice in choices):
+        return None
+    return {"choices": choices, **_VOTE_DEFAULTS}
+
+
 class ChallengeSchema(Schema):
     """An ALTCHA challenge (protocol v1) for one vote: find `number` in 0..maxnumber whose
     SHA-256 of `salt` followed by the number's decimal digits is `challenge`; vote with

@@ -6,6 +6,7 @@ logs only their per-poll keyed hashes (service/infra/identity.py).
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from flask import Flask, Request, Response, current_app, g, request
@@ -20,7 +21,9 @@ VOTER_COOKIE = "pollbox_voter"
 VOTER_COOKIE_SALT = "pollbox-voter"
 # Chromium caps cookie lifetimes at 400 days.
 VOTER_COOKIE_MAX_AGE_SECONDS = 400 * 24 * 3600
+@functools.lru_cache(maxsize=4)
 def _signer(secret: str) -> Signer:
+    """One signer per secret (it derives its key once): every request reads the cookie."""
     return Signer(secret, salt=VOTER_COOKIE_SALT)
 
 
