@@ -26,7 +26,7 @@ from service.infra import db, errors, logs, metrics
 from service.infra import redis as redis_store
 from service.infra.clock import utcnow
 from service.polls import cache as poll_cache
-from service.tallies import reconcile, stream
+from service.tallies import recent, reconcile, stream
 from service.voting import app as voting_app
 from service.web import cors, limiter, voter
 from service.web.app import Pollbox
@@ -44,6 +44,7 @@ COMPONENTS: tuple[Callable[[Flask], None], ...] = (
     voter.init_app,  # the signed voter cookie
     cors.init_app,  # CORS of the public poll endpoints
     stream.init_app,  # live tallies: one subscription per process
+    recent.init_app,  # tallies read moments ago, kept per process while unchanged
     widgets.init_app,  # the widget, share page, oEmbed, SVG, embed.js
     metrics.init_app,  # /metrics and request timings
     cli.init_app,  # flask owners / demo / export

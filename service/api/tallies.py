@@ -36,12 +36,17 @@ class Tallies(MethodView):
     @blp.alt_response(404, description="Unknown poll")
     def get(self, args, poll_id):
         """Current results; `context` filters to votes cast with that context. The whole
-        poll's results include its baseline (votes from before Pollbox) and say so."""
+        poll's results include its baseline (votes from before Pollbox) and say so.
+
+        A process answers a read made within `TALLIES_CACHE_MS` (250 ms) of another one
+        from memory while it has heard of no change of the poll since; its own votes it
+        always shows at once, and another process's once told (within milliseconds,
+        never later than those 250 ms). `Cache-Control: no-cache` reads past it."""
         session, moment, context = db.session, now(), args.get("context")
         # The poll (cached per process, checked by its version) and the tally: one round trip.
         poll, counts, exact = poll_cache.get_poll_and_counts(
-            session=session, redis=redis_handle(), poll_id=poll_id, context=context
-        )
+            session=session, redis=redis_handle(), poll_id=poll_id, context=context,
+            fresh=request.asks_fresh)
         cors.allow(poll)
         is_owner = is_poll_owner(poll)
         require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)

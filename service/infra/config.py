@@ -24,6 +24,9 @@ SECRET_KEY_FILE = "secret_key"
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
+# How long a process answers tallies read moments ago from memory, when it has heard of
+# no change since (service/tallies/recent.py TallyCache); 0: every read asks Redis.
+DEFAULT_TALLIES_CACHE_MS = 250
 DEFAULT_RETENTION_PURGE_INTERVAL_SECONDS = 3600
 # Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
 # workers x (pool + overflow) database connections; keep that below PostgreSQL's
@@ -87,6 +90,8 @@ def from_environ(environ: Mapping[str, str], instance_path: str) -> dict:
         # Development only: webhooks to http:// and to loopback/private/link-local addresses.
         "WEBHOOKS_ALLOW_PRIVATE": environ.get("WEBHOOKS_ALLOW_PRIVATE") in ("1", "true"),
         "WEBHOOK_RETRY_DELAYS": DEFAULT_WEBHOOK_RETRY_DELAYS,
+        "TALLIES_CACHE_MS": _int(environ, "TALLIES_CACHE_MS", DEFAULT_TALLIES_CACHE_MS,
+                                 minimum=0),
         # Bot protection (service/voting/challenge.py): the numbers a browser may have to
         # try, and when an `auto` poll looks attacked.
         "CHALLENGE_MAX_NUMBER": _int(environ, "CHALLENGE_MAX_NUMBER",

@@ -41,7 +41,7 @@ from service.infra.errors import NotFound
 from service.infra.models import Option, Poll, PollBaseline, PollBaselineOption, poll_status
 from service.infra.redis import EXTENSION as REDIS_EXTENSION
 from service.infra.redis import RedisHandle
-from service.tallies import counts
+from service.tallies import counts, recent, stream
 from service.tallies.baseline import Baseline
 from service.tallies.counts import Counts
 
@@ -202,10 +202,20 @@ def get_poll_snapshot(*, session: Session, redis: RedisHandle, poll_id: str) -> 
 
 
 def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
-                        context: str | None = None) -> tuple[PollSnapshot, Counts, bool]:
-    """The poll and its tally (or its context's) in one Redis round trip, or NotFound.
-    The flag says whether both came through Redis: then the poll's version and the
-    counts determine the tallies answer (its ETag may be derived from them)."""
+                        context: str | None = None,
+                        fresh: bool = False) -> tuple[PollSnapshot, Counts, bool]:
+    """The poll and its tally (or its context's) in one Redis round trip, or from this
+    process's TallyCache when read moments ago and unchanged since (not when `fresh`),
+    or NotFound. The flag says whether both came through Redis: then the poll's version
+    and the counts determine the tallies answer (its ETag may be derived from them)."""
+    tallies = recent.cache()
+    kept = None if fresh or not tallies.watching or not stream.hub().listening else \
+        tallies.get(poll_id, context)
+    if kept is not None:
+        version, flat = kept
+        poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
+        return poll, Counts.from_flat(flat), True
+    begun = tallies.begin()
     with redis.fallback("reading a tally") as call:
         # One script rather than a pipeline: a single command costs redis-py less.
         version, flat = redis.scripts.poll_and_tally(poll_id=poll_id, context=context)
@@ -215,6 +225,9 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
                                           context=context), False
     poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
     if flat:
+        if version is not None and tallies.trust_seconds > 0:
+            recent.watch(tallies)
+            tallies.put(poll_id, context, version, flat, begun)
         return poll, Counts.from_flat(flat), True
     rebuilt = counts.rebuild(engine=session.get_bind(), redis=redis, poll_id=poll_id,
                              context=context)
@@ -222,9 +235,15 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
 
 
 def bump_version(*, redis: RedisHandle, poll_id: str) -> None:
-    """Tell every process the poll changed (call after the change is committed)."""
+    """Tell every process the poll changed (call after the change is committed): a new
+    token, and a message on its tally channel (live streams and tallies caches hear it)."""
+    if has_app_context():
+        recent.changed(poll_id)
     with redis.fallback("announcing a poll change") as call:
-        redis.client.set(keys.poll_version(poll_id), _new_token(), ex=VERSION_TTL_SECONDS)
+        announce = redis.client.pipeline(transaction=False)
+        announce.set(keys.poll_version(poll_id), _new_token(), ex=VERSION_TTL_SECONDS)
+        announce.publish(keys.tally_changes(poll_id), "poll")
+        announce.execute()
     if call.failed and has_app_context():
         cache().unannounced.add(poll_id)
         cache().forget(poll_id)
@@ -234,8 +253,12 @@ def forget(*, redis: RedisHandle, poll_id: str) -> None:
     """Drop a deleted poll's token: every process then reads the database and finds it
     gone."""
     with redis.fallback("announcing a poll change") as call:
-        redis.client.delete(keys.poll_version(poll_id))
+        announce = redis.client.pipeline(transaction=False)
+        announce.delete(keys.poll_version(poll_id))
+        announce.publish(keys.tally_changes(poll_id), "poll")
+        announce.execute()
     if has_app_context():
+        recent.changed(poll_id)
         if call.failed:
             cache().unannounced.add(poll_id)
         cache().forget(poll_id)

@@ -16,6 +16,7 @@ from service.infra import keys, kinds
 from service.infra.clock import epoch_ms
 from service.infra.models import Ballot, BallotChoice, Poll
 from service.infra.redis import RedisHandle
+from service.tallies import recent
 
 # A rebuild holds its lock at most this long; one that overruns is abandoned.
 REBUILD_LOCK_MS = 30_000
@@ -157,6 +158,7 @@ def drop(*, redis: RedisHandle, poll_id: str, scopes: list[str | None], reason: 
         tally, _pending, lock, _included = keys.tally_scope(poll_id, scope)
         doomed += [tally, lock]
     missed = tuple((poll_id, scope) for scope in scopes)
+    recent.changed(poll_id)
     # Should Redis fail, they are dropped once it answers again (outage.Outage.succeeded).
     with redis.fallback(f"dropping the tallies of a {reason} vote", missed=missed):
         redis.client.delete(*doomed)
@@ -167,6 +169,7 @@ def drop(*, redis: RedisHandle, poll_id: str, scopes: list[str | None], reason: 
 def announce(*, redis: RedisHandle, poll_id: str, reason: str) -> None:
     """Tell live streams that the poll's tallies changed other than by a count (its
     baseline); they read them again (service/tallies/stream.py)."""
+    recent.changed(poll_id)
     with redis.fallback(f"announcing a {reason} change"):
         redis.client.publish(keys.tally_changes(poll_id), reason)
 

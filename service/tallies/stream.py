@@ -86,18 +86,44 @@ class StreamHub:
         self._all_changed = 0
         self._rendered: dict[str, dict[Hashable, Rendered]] = {}
         self._rendering: dict[str, threading.Lock] = {}
+        # Told of every change (the process's tallies cache), and keeping the listener up
+        # while they want to hear: (on_change, wanted).
+        self._watchers: list[tuple[Callable[[str | None], None], Callable[[], bool]]] = []
 
     def subscribe(self, poll_id: str, variant: Hashable = None) -> Subscription:
         """Register a stream; the listener starts with the first one."""
         subscription = Subscription(poll_id, variant)
         with self._lock:
             self._subscriptions[poll_id].add(subscription)
-            if self._listener is None:
-                self._listener = threading.Thread(
-                    target=self._listen, name="pollbox-stream-listener", daemon=True
-                )
-                self._listener.start()
+            self._start_listening()
         return subscription
+
+    def watch(self, on_change: Callable[[str | None], None],
+              wanted: Callable[[], bool]) -> None:
+        """Call `on_change(poll_id)` on every change message from now on (None: any poll
+        may have changed, e.g. the subscription was lost or restored); the listener keeps
+        listening while `wanted()` (see `keep_listening`)."""
+        with self._lock:
+            self._watchers.append((on_change, wanted))
+            self._start_listening()
+
+    def keep_listening(self) -> None:
+        """Start the listener again if it rested (a watcher wants to hear once more)."""
+        if self._listener is None:
+            with self._lock:
+                self._start_listening()
+
+    @property
+    def listening(self) -> bool:
+        """Whether the subscription is in place now: a change would be heard."""
+        return self._listening.is_set()
+
+    def _start_listening(self) -> None:
+        if self._listener is None:
+            self._listener = threading.Thread(
+                target=self._listen, name="pollbox-stream-listener", daemon=True
+            )
+            self._listener.start()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
@@ -132,6 +158,8 @@ class StreamHub:
                     self._changed[poll_id] = self._generation
         for subscription in waiting:
             subscription.changed.set()
+        for on_change, _wanted in self._watchers:
+            on_change(poll_id)
 
     def render(self, subscription: Subscription, render: Callable[[], str]) -> str:
         """The current answer for the subscription's poll and variant: `render()`d by the
@@ -173,11 +201,13 @@ class StreamHub:
             try:
                 pubsub = self._pubsub_factory()
                 pubsub.psubscribe(keys.TALLY_CHANGES_PATTERN)
+                # Streams that started before the subscription was in place re-read once,
+                # and what was kept while nothing listened is forgotten, before anything
+                # heard from now on may be trusted.
+                self.notify()
                 self._listening.set()
                 if delay > RECONNECT_MIN_SECONDS:
                     log.warning("tally change subscription restored")
-                # Streams that started before the subscription was in place re-read once.
-                self.notify()
                 delay = RECONNECT_MIN_SECONDS
                 while True:
                     message = pubsub.get_message(
@@ -185,7 +215,9 @@ class StreamHub:
                     )
                     if message is None:
                         with self._lock:
-                            if not self._subscriptions:  # the last stream ended: rest
+                            if not self._subscriptions and not any(
+                                    wanted() for _on_change, wanted in self._watchers):
+                                # the last stream ended, and no watcher wants more: rest
                                 self._listener = None
                                 self._listening.clear()
                                 return
@@ -195,7 +227,7 @@ class StreamHub:
                         channel = channel.decode()
                     self.notify(keys.poll_id_of_channel(channel))
             except REDIS_ERRORS as error:
-                self._listening.clear()
+                self._listening.clear()  # before telling: nothing heard may be trusted
                 self.notify()  # streams read the tally again (the database while Redis is away)
                 if delay == RECONNECT_MIN_SECONDS:
                     log.warning("tally change subscription lost (%s); retrying",

@@ -26,6 +26,7 @@ from service.infra.redis import RedisHandle
 from service.infra.redis.scripts import ChangeCall
 from service.polls import cache as poll_cache
 from service.tallies import counts as tallies
+from service.tallies import recent
 from service.tallies.results import is_suppressed, results_visible, tallies_view
 from service.voting import integrity
 from service.voting.ballot import Ballot, validate
@@ -151,6 +152,7 @@ def _move(*, redis: RedisHandle, changed: Changed) -> None:
     missed = tuple((changed.poll_id, scope) for scope in scopes)
     with redis.fallback("moving a changed vote", missed=missed):
         redis.scripts.change(call)
+    recent.changed(changed.poll_id)  # this process's next read sees it, heard or not
 
 
 def _vote_of(session: Session, ballot_id: str) -> dict:

@@ -20,6 +20,7 @@ from service.infra.redis.scripts import (
     WatchCall,
     Watched,
 )
+from service.tallies import recent
 from service.voting import integrity
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class RedisVoteScripts:
         except Exception:  # a committed vote is answered whatever happens here
             log.exception("could not count a committed vote; its tallies will be rebuilt")
             incident.missed(scopes)
+        recent.changed(call.poll_id)  # this process's next read sees it, heard or not
         if self.redis.on_cluster:
             self._note_alone(call, owner_id=owner_id)
         elif counted is not None:

@@ -32,6 +32,14 @@ class PollboxRequest(Request):
     truncated one (a 400 "not valid JSON", or worse, a form missing its end). Here such a
     body is read up to one byte past the limit: over it is a 413, as for a sized body."""
 
+    @property
+    def asks_fresh(self) -> bool:
+        """`Cache-Control: no-cache` (or `Pragma: no-cache`, as a browser's reload sends):
+        the answer must come from no cache, the process's own included."""
+        headers = self.headers
+        return "no-cache" in headers.get("Cache-Control", "") or \
+            "no-cache" in headers.get("Pragma", "")
+
     @cached_property
     def stream(self):
         limit, environ = self.max_content_length, self.environ

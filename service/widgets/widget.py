@@ -52,15 +52,16 @@ VOTE_SCHEMA = VoteSchema()
 def widget(poll_id: str):
     """The poll as a small page for an iframe: the form, or the results."""
     session, moment = db.session, now()
-    poll, counts, exact = poll_cache.get_poll_and_counts(
-        session=session, redis=redis_handle(), poll_id=poll_id
-    )
-    shown = display.read_display(request.args, poll, own_origin())
-    lang = apply_locale(poll, shown)
     secret = current_app.config["SECRET_KEY"]
     voter = current_voter()
-    just_voted = tokens.is_voted(request.args.get("voted"), secret=secret, poll_id=poll.id,
+    # Back from a vote: the tally is read past the process's cache (read-your-writes).
+    just_voted = tokens.is_voted(request.args.get("voted"), secret=secret, poll_id=poll_id,
                                  voter=voter, now=moment)
+    poll, counts, exact = poll_cache.get_poll_and_counts(
+        session=session, redis=redis_handle(), poll_id=poll_id,
+        fresh=just_voted or request.asks_fresh)
+    shown = display.read_display(request.args, poll, own_origin())
+    lang = apply_locale(poll, shown)
     voted = just_voted or _has_voted(poll, voter, secret=secret,
                                      tally=_counts_key(counts) if exact else None)
     visible = results_visible(poll, now=moment, is_owner=False, has_voted=lambda: voted)

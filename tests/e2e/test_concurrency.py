@@ -351,3 +351,28 @@ def test_tallies_rebuilt_while_votes_pour_in_count_every_vote_once(
     sent_in_context = Counter(body["choices"][0] for _, body in votes if "context" in body)
     assert in_context["total_votes"] == DISTINCT_VOTERS // 2
     assert option_votes(in_context) == sent_in_context
+
+
+READ_YOUR_WRITES_VOTERS = 60
+
+
+def test_each_voter_reads_her_own_vote_from_either_worker(start_server, owner_key):
+    """Read-your-writes across processes with the tallies cache on: a reader on a kept-up
+    connection keeps one worker's entry warm; each vote comes on a new connection (either
+    worker), and the next read, on the warm worker and on a new connection, shows it."""
+    server = start_server(8)
+    poll = create_poll(server.base_url, owner_key, duplicate_check="none")
+    tallies_path = f"/api/v1/polls/{poll['id']}/tallies"
+    body = {"choices": [poll["options"][0]["id"]]}
+    with httpx.Client(base_url=server.base_url, timeout=REQUEST_TIMEOUT_SECONDS) as reader:
+        for n in range(1, READ_YOUR_WRITES_VOTERS + 1):
+            assert reader.get(tallies_path).json()["total_votes"] == n - 1
+            answer = httpx.post(f"{server.base_url}/api/v1/polls/{poll['id']}/votes",
+                                json=body, headers={"X-Forwarded-For": address(n)},
+                                timeout=REQUEST_TIMEOUT_SECONDS)
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["tallies"]["total_votes"] == n  # the answer holds it
+            assert reader.get(tallies_path).json()["total_votes"] == n
+            assert read_tallies(server.base_url, poll["id"])["total_votes"] == n
+    workers = voting_workers(server)
+    assert len(workers) == WORKERS, workers  # the votes did come through both processes

@@ -1,0 +1,232 @@
+"""The process's tallies cache (service/tallies/recent.py): a read moments after another
+makes no Redis call; what the process writes itself shows at once, another process's once
+its change message is heard, and never later than TALLIES_CACHE_MS even when the message
+is lost; `Cache-Control: no-cache` and the widget's voted mark read past it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from service.infra.redis import redis_handle
+from service.tallies import recent, stream
+from tests.test_poll_cache import relabel
+
+WAIT_SECONDS = 5.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the cache alone -----------------------------------------------------------------------
+
+
+def test_an_entry_is_trusted_for_its_time_only():
+    clock = Clock()
+    tallies = recent.TallyCache(0.25, clock=clock)
+    tallies.put("p", None, b"v1", [b"total", b"3"], tallies.begin())
+    clock.now += 0.2
+    assert tallies.get("p", None) == (b"v1", [b"total", b"3"])
+    assert tallies.get("p", "ctx") is None  # a context is its own entry
+    clock.now += 0.1
+    assert tallies.get("p", None) is None
+
+
+def test_a_change_forgets_its_poll_and_none_forgets_every_poll():
+    tallies = recent.TallyCache(0.25, clock=Clock())
+    for poll_id in ("p", "q", "r"):
+        tallies.put(poll_id, None, b"v", [b"total", b"1"], tallies.begin())
+    tallies.changed("p")
+    assert tallies.get("p", None) is None
+    assert tallies.get("q", None) is not None
+    tallies.changed(None)
+    assert tallies.get("q", None) is None and tallies.get("r", None) is None
+
+
+def test_a_read_that_a_change_overtook_is_not_kept():
+    tallies = recent.TallyCache(0.25, clock=Clock())
+    begun = tallies.begin()  # the read from Redis starts...
+    tallies.changed("p")  # ...a vote is heard before its answer is kept
+    tallies.put("p", None, b"v", [b"total", b"1"], begun)
+    assert tallies.get("p", None) is None
+    tallies.put("q", None, b"v", [b"total", b"1"], begun)  # another poll's read stands
+    assert tallies.get("q", None) is not None
+
+
+def test_the_listener_is_wanted_only_shortly_after_an_entry():
+    clock = Clock()
+    tallies = recent.TallyCache(0.25, clock=clock)
+    assert not tallies.wanted()
+    tallies.put("p", None, b"v", [b"total", b"1"], tallies.begin())
+    assert tallies.wanted()
+    clock.now += recent.LISTEN_AFTER_LAST_ENTRY_SECONDS
+    assert not tallies.wanted()
+
+
+# -- through the app -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Counts each app's reads of a tally from Redis (lua/poll_and_tally.lua)."""
+    counted: dict[int, int] = {}
+
+    def count(app):
+        with app.app_context():
+            scripts = redis_handle().scripts
+        counted.setdefault(id(app), 0)
+        original = scripts.poll_and_tally
+
+        def poll_and_tally(**kwargs):
+            counted[id(app)] += 1
+            return original(**kwargs)
+
+        monkeypatch.setattr(scripts, "poll_and_tally", poll_and_tally)
+        return lambda: counted[id(app)]
+
+    return count
+
+
+def total(client, poll, **kwargs) -> int:
+    response = client.get(f"/api/v1/polls/{poll['id']}/tallies", **kwargs)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["total_votes"]
+
+
+def warm(app, client, poll) -> None:
+    """Read until the process keeps the poll's tallies: its listener is subscribed (a
+    subscription starting forgets what was kept before it) and an entry was kept since."""
+    total(client, poll)
+    deadline = time.monotonic() + WAIT_SECONDS
+    with app.app_context():
+        while not stream.hub().listening:
+            assert time.monotonic() < deadline, "the listener did not subscribe"
+            time.sleep(0.01)
+    total(client, poll)
+    with app.app_context():
+        assert recent.cache().get(poll["id"], None) is not None
+
+
+def deaf(app, monkeypatch) -> Clock:
+    """The app's listener hears nothing from now on (messages lost), and its cache runs
+    on a clock the test moves."""
+    clock = Clock()
+    with app.app_context():
+        hub, tallies = stream.hub(), recent.cache()
+    monkeypatch.setattr(hub, "notify", lambda poll_id=None: None)
+    # Entries kept so far were kept on the real clock: forget them, then use this one.
+    tallies.changed(None)
+    monkeypatch.setattr(tallies, "_clock", clock)
+    return clock
+
+
+def test_a_read_moments_after_another_makes_no_redis_call(app, client, make_poll, reads):
+    poll = make_poll()
+    warm(app, client, poll)
+    redis_reads = reads(app)
+    assert total(client, poll) == 0
+    assert total(client, poll) == 0
+    assert redis_reads() == 0
+    assert total(client, poll, headers={"Cache-Control": "no-cache"}) == 0
+    assert total(client, poll, headers={"Pragma": "no-cache"}) == 0
+    assert redis_reads() == 2
+
+
+def test_the_process_shows_its_own_votes_at_once_even_unheard(app, client, make_poll, vote,
+                                                              monkeypatch):
+    poll = make_poll(duplicate_check="none")
+    warm(app, client, poll)
+    deaf(app, monkeypatch)
+    warm_again = total(client, poll)
+    assert warm_again == 0
+    assert vote(poll).status_code == 201
+    assert total(client, poll) == 1  # read-your-writes: no message needed in-process
+    assert vote(poll).status_code == 201
+    assert total(client, poll) == 2
+
+
+def test_a_poll_changed_by_the_process_shows_at_once(app, client, make_poll, auth,
+                                                     monkeypatch):
+    poll = make_poll()
+    warm(app, client, poll)
+    deaf(app, monkeypatch)
+    tallies_url = f"/api/v1/polls/{poll['id']}/tallies"
+    assert client.get(tallies_url).get_json()["options"][0]["label"] == "Yes, currently"
+    with app.app_context():
+        assert recent.cache().get(poll["id"], None) is not None  # kept, and nothing heard
+    relabel(client, auth, poll, "Yes, now")
+    assert client.get(tallies_url).get_json()["options"][0]["label"] == "Yes, now"
+
+
+def test_with_the_cache_off_every_read_asks_redis(make_app, make_poll, reads):
+    other = make_app(TALLIES_CACHE_MS=0)
+    poll = make_poll()
+    client = other.test_client()
+    total(client, poll)
+    redis_reads = reads(other)
+    for _ in range(3):
+        assert total(client, poll) == 0
+    assert redis_reads() == 3
+
+
+def shared_redis_only(stack: str) -> None:
+    if stack == "sqlite-fakeredis":
+        pytest.skip("the in-process Redis stand-in's messages are not shared between apps")
+
+
+def test_another_process_s_vote_shows_once_heard(app, client, make_app, make_poll, stack):
+    shared_redis_only(stack)
+    poll = make_poll(duplicate_check="none")
+    warm(app, client, poll)
+    other = make_app().test_client()
+    started = time.monotonic()
+    assert other.post(f"/api/v1/polls/{poll['id']}/votes",
+                      json={"choices": [poll["options"][0]["id"]]}).status_code == 201
+    while total(client, poll) != 1:
+        assert time.monotonic() - started < WAIT_SECONDS
+        time.sleep(0.001)
+    # Heard, not waited out: well within the 250 ms an entry is trusted at most.
+    assert time.monotonic() - started < app.config["TALLIES_CACHE_MS"] / 1000
+
+
+def test_a_lost_message_shows_no_later_than_the_trust_time(app, client, make_app, make_poll,
+                                                           stack, monkeypatch):
+    shared_redis_only(stack)
+    poll = make_poll(duplicate_check="none")
+    warm(app, client, poll)
+    clock = deaf(app, monkeypatch)
+    assert total(client, poll) == 0  # kept on the test's clock
+    other = make_app().test_client()
+    assert other.post(f"/api/v1/polls/{poll['id']}/votes",
+                      json={"choices": [poll["options"][0]["id"]]}).status_code == 201
+    assert total(client, poll) == 0  # the message was lost: the entry still stands...
+    clock.now += app.config["TALLIES_CACHE_MS"] / 1000 + 0.001
+    assert total(client, poll) == 1  # ...for TALLIES_CACHE_MS at most
+
+
+def test_the_widget_s_voted_mark_reads_past_the_cache(app, client, make_app, make_poll,
+                                                      stack, monkeypatch):
+    shared_redis_only(stack)
+    poll = make_poll(duplicate_check="none")
+    warm(app, client, poll)
+    deaf(app, monkeypatch)
+    assert total(client, poll) == 0  # kept on the test's clock
+    # A browser without JavaScript votes through another process...
+    voter = make_app().test_client(use_cookies=False)  # the mark binds its address
+    page = voter.get(f"/polls/{poll['id']}/widget").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    posted = voter.post(f"/polls/{poll['id']}/widget", data={
+        "choice": [str(poll["options"][0]["id"])], "csrf_token": token})
+    assert posted.status_code == 303
+    assert total(client, poll) == 0  # this process heard nothing: its entry stands
+    # ...and lands on this one: its own vote shows all the same.
+    back = app.test_client(use_cookies=False).get(posted.headers["Location"])
+    assert back.status_code == 200
+    assert "Total votes: 1" in back.get_data(as_text=True)
+    assert total(client, poll) == 1  # what the fresh read found is kept from then on
