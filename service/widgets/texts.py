@@ -4,6 +4,7 @@ a tally as the widget and the results SVG show it."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from babel.numbers import format_percent
@@ -158,7 +159,9 @@ def _result_rows(view: dict) -> list[dict]:
             "width": 0 if percent is None else min(100.0, percent),
             "text": None if votes is None else gettext(
                 "%(percent)s (%(votes)s)",
-                percent=format_percent(percent / 100, locale=get_locale(),
+                # As a decimal: 30.26 / 100 in binary floating point is 0.30260000000000004,
+                # which unquantized formatting would show whole.
+                percent=format_percent(Decimal(str(percent)) / 100, locale=get_locale(),
                                        decimal_quantization=False),
                 votes=i18n.counted("%(num)s vote", "%(num)s votes", votes),
             ),

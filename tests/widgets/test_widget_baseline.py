@@ -149,3 +149,12 @@ def test_below_min_votes_the_svg_counts_the_baseline_toward_the_threshold(client
 def test_the_share_page_counts_the_baseline(client, carried):
     page = client.get(f"/p/{carried['id']}").get_data(as_text=True)
     assert "3,978 votes so far" in page
+
+
+def test_percentages_show_as_rounded_not_as_binary_fractions(client, carried, vote):
+    # 1,204 of 3,979 is 30.26 %, whose float / 100 is 0.30260000000000004.
+    assert vote(carried).status_code == 201
+    page = results_page(client, carried)
+    assert "30.26% (1,204 votes)" in page
+    assert "25.43% (1,012 votes)" in page  # 0.25429999999999997 as a float
+    assert not re.search(r"\d\.\d{3,}%", page)
