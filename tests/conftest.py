@@ -151,6 +151,7 @@ def app(stack, database_url, clock, request):
         "REDIS_URL": None,
         "CLOCK": clock,
         "RATELIMIT_VOTES": "10000 per minute",
+        **getattr(request.module, "APP_CONFIG", {}),  # a test module's own settings
     }
     if stack.endswith("-redis"):
         url = request.getfixturevalue("redis_url")

@@ -5,6 +5,7 @@ is lost; `Cache-Control: no-cache` and the widget's voted mark read past it."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -14,6 +15,8 @@ from service.tallies import recent, stream
 from tests.test_poll_cache import relabel
 
 WAIT_SECONDS = 5.0
+# The cache is off by default (service/infra/config.py says why): on here.
+APP_CONFIG = {"TALLIES_CACHE_MS": 250}
 
 
 class Clock:
@@ -69,6 +72,22 @@ def test_the_listener_is_wanted_only_shortly_after_an_entry():
     assert not tallies.wanted()
 
 
+def test_bytes_waiting_on_the_subscription_s_socket_are_unheard():
+    hub = stream.StreamHub(lambda: None)
+    ours, redis_side = socket.socketpair()
+    with ours, redis_side:
+        hub._socket = ours
+        assert not hub.unheard()
+        redis_side.sendall(b">3\r\n$8\r\npmessage\r\n")  # a message on its way
+        assert hub.unheard()
+        ours.recv(64)  # the listener read it
+        assert not hub.unheard()
+    hub._socket = None  # the in-process stand-in: no other process publishes to it
+    assert not hub.unheard()
+    hub._socket = stream.UNKNOWN_TRANSPORT  # e.g. a cluster's subscription
+    assert hub.unheard()
+
+
 # -- through the app -----------------------------------------------------------------------
 
 
@@ -114,12 +133,13 @@ def warm(app, client, poll) -> None:
 
 
 def deaf(app, monkeypatch) -> Clock:
-    """The app's listener hears nothing from now on (messages lost), and its cache runs
-    on a clock the test moves."""
+    """The app's listener hears nothing from now on (messages lost on the way), and its
+    cache runs on a clock the test moves."""
     clock = Clock()
     with app.app_context():
         hub, tallies = stream.hub(), recent.cache()
     monkeypatch.setattr(hub, "notify", lambda poll_id=None: None)
+    monkeypatch.setattr(hub, "unheard", lambda: False)  # nor does a message arrive
     # Entries kept so far were kept on the real clock: forget them, then use this one.
     tallies.changed(None)
     monkeypatch.setattr(tallies, "_clock", clock)
@@ -164,8 +184,8 @@ def test_a_poll_changed_by_the_process_shows_at_once(app, client, make_poll, aut
     assert client.get(tallies_url).get_json()["options"][0]["label"] == "Yes, now"
 
 
-def test_with_the_cache_off_every_read_asks_redis(make_app, make_poll, reads):
-    other = make_app(TALLIES_CACHE_MS=0)
+def test_by_default_every_read_asks_redis(make_app, make_poll, reads):
+    other = make_app()  # the default
     poll = make_poll()
     client = other.test_client()
     total(client, poll)
@@ -193,6 +213,23 @@ def test_another_process_s_vote_shows_once_heard(app, client, make_app, make_pol
         time.sleep(0.001)
     # Heard, not waited out: well within the 250 ms an entry is trusted at most.
     assert time.monotonic() - started < app.config["TALLIES_CACHE_MS"] / 1000
+
+
+def test_a_message_on_its_way_sends_the_read_to_redis(app, client, make_app, make_poll,
+                                                      stack, monkeypatch):
+    """The vote's message waits on the subscription's socket, unhandled (the listener is
+    slow): the next read must not answer from memory."""
+    shared_redis_only(stack)
+    poll = make_poll(duplicate_check="none")
+    warm(app, client, poll)
+    with app.app_context():
+        hub = stream.hub()
+    monkeypatch.setattr(hub, "notify", lambda poll_id=None: None)  # never handled...
+    other = make_app().test_client()
+    assert other.post(f"/api/v1/polls/{poll['id']}/votes",
+                      json={"choices": [poll["options"][0]["id"]]}).status_code == 201
+    monkeypatch.setattr(hub, "unheard", lambda: True)  # ...but seen to have arrived
+    assert total(client, poll) == 1
 
 
 def test_a_lost_message_shows_no_later_than_the_trust_time(app, client, make_app, make_poll,

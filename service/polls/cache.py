@@ -209,8 +209,11 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
     or NotFound. The flag says whether both came through Redis: then the poll's version
     and the counts determine the tallies answer (its ETag may be derived from them)."""
     tallies = recent.cache()
-    kept = None if fresh or not tallies.watching or not stream.hub().listening else \
-        tallies.get(poll_id, context)
+    kept = None if fresh or not tallies.watching else tallies.get(poll_id, context)
+    if kept is not None:
+        hub = stream.hub()
+        if not hub.listening or hub.unheard():  # a change may be missed or on its way
+            kept = None
     if kept is not None:
         version, flat = kept
         poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)

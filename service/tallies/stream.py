@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -79,6 +81,7 @@ class StreamHub:
         self._lock = threading.Lock()
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._listener: threading.Thread | None = None
+        self._socket: object = UNKNOWN_TRANSPORT  # the subscription's (see `unheard`)
         self._listening = threading.Event()
         # Every notify() counts one generation; a poll remembers the one of its last change.
         self._generation = 0
@@ -117,6 +120,25 @@ class StreamHub:
     def listening(self) -> bool:
         """Whether the subscription is in place now: a change would be heard."""
         return self._listening.is_set()
+
+    def unheard(self) -> bool:
+        """Whether a change message may wait unread on the subscription's socket. Redis
+        writes a vote's message to every subscriber before its answer to the voter, so a
+        read that comes after her 201 finds the message handled or waiting here: when
+        waiting, the read goes to Redis (its own order after the listener's is not
+        assured). A subscription of unknown transport always answers yes."""
+        sock = self._socket
+        if sock is None:
+            return False
+        if sock is UNKNOWN_TRANSPORT:
+            return True
+        try:
+            if getattr(sock, "pending", None) and sock.pending():  # TLS: decrypted, unread
+                return True
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _start_listening(self) -> None:
         if self._listener is None:
@@ -201,6 +223,7 @@ class StreamHub:
             try:
                 pubsub = self._pubsub_factory()
                 pubsub.psubscribe(keys.TALLY_CHANGES_PATTERN)
+                self._socket = _socket_of(pubsub)
                 # Streams that started before the subscription was in place re-read once,
                 # and what was kept while nothing listened is forgotten, before anything
                 # heard from now on may be trusted.
@@ -241,6 +264,19 @@ class StreamHub:
                         pubsub.close()
             time.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+
+UNKNOWN_TRANSPORT = object()
+
+
+def _socket_of(pubsub) -> object:
+    """The subscription's socket; None for the in-process stand-in (no other process
+    writes to it), UNKNOWN_TRANSPORT when it cannot be told (e.g. a cluster's)."""
+    connection = getattr(pubsub, "connection", None)
+    if type(connection).__module__.startswith("fakeredis"):
+        return None
+    sock = getattr(connection, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else UNKNOWN_TRANSPORT
 
 
 def event(name: str, data: str) -> str:
