@@ -210,11 +210,9 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
     and the counts determine the tallies answer (its ETag may be derived from them)."""
     tallies = recent.cache()
     kept = None if fresh or not tallies.watching else tallies.get(poll_id, context)
-    if kept is not None:
-        hub = stream.hub()
-        if not hub.listening or hub.unheard():  # a change may be missed or on its way
-            kept = None
-    if kept is not None:
+    hub = stream.hub() if kept is not None else None
+    # Trusted while subscribed, and no change message waits unread.
+    if hub is not None and hub.listening and not hub.unheard():
         version, flat = kept
         poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
         return poll, Counts.from_flat(flat), True
@@ -240,8 +238,7 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
 def bump_version(*, redis: RedisHandle, poll_id: str) -> None:
     """Tell every process the poll changed (call after the change is committed): a new
     token, and a message on its tally channel (live streams and tallies caches hear it)."""
-    if has_app_context():
-        recent.changed(poll_id)
+    recent.changed(poll_id)
     with redis.fallback("announcing a poll change") as call:
         announce = redis.client.pipeline(transaction=False)
         announce.set(keys.poll_version(poll_id), _new_token(), ex=VERSION_TTL_SECONDS)
@@ -260,8 +257,8 @@ def forget(*, redis: RedisHandle, poll_id: str) -> None:
         announce.delete(keys.poll_version(poll_id))
         announce.publish(keys.tally_changes(poll_id), "poll")
         announce.execute()
+    recent.changed(poll_id)
     if has_app_context():
-        recent.changed(poll_id)
         if call.failed:
             cache().unannounced.add(poll_id)
         cache().forget(poll_id)

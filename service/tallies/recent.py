@@ -45,6 +45,8 @@ class TallyCache:
 
     def changed(self, poll_id: str | None) -> None:
         """The poll's tallies (None: any poll's) may have changed: forget them."""
+        if self.trust_seconds <= 0:
+            return  # off: nothing is ever kept, so a vote pays nothing here
         with self._lock:
             self._generation += 1
             if poll_id is None or len(self._changed) >= MAX_ENTRIES:
