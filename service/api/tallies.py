@@ -38,10 +38,10 @@ class Tallies(MethodView):
         """Current results; `context` filters to votes cast with that context. The whole
         poll's results include its baseline (votes from before Pollbox) and say so.
 
-        With `TALLIES_CACHE_MS` set (off by default), a process answers a read made within
-        that many milliseconds of another one from memory while it has heard of no change
-        of the poll since; its own votes it always shows at once, and another process's
-        once told (within milliseconds, never later than `TALLIES_CACHE_MS`).
+        A process answers a read made within `TALLIES_CACHE_MS` (250 by default) of
+        another one from memory while it has heard of no change of the poll since. A vote
+        answered before the read began is in it, whichever process took the vote; a
+        change message lost on the way shows no later than `TALLIES_CACHE_MS`.
         `Cache-Control: no-cache` reads past it."""
         session, moment, context = db.session, now(), args.get("context")
         # The poll (cached per process, checked by its version) and the tally: one round trip.

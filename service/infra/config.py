@@ -25,10 +25,8 @@ LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RECONCILE_INTERVAL_SECONDS = 300
 # How long a process answers tallies read moments ago from memory, when it has heard of
-# no change since (service/tallies/recent.py TallyCache); 0, the default: every read asks
-# Redis. Off by default: under load, a voter's read right after her vote, in another
-# worker, was once seen without it (1 run in about 14), and read-your-writes comes first.
-DEFAULT_TALLIES_CACHE_MS = 0
+# no change since (service/tallies/recent.py TallyCache); 0: every read asks Redis.
+DEFAULT_TALLIES_CACHE_MS = 250
 DEFAULT_RETENTION_PURGE_INTERVAL_SECONDS = 3600
 # Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
 # workers x (pool + overflow) database connections; keep that below PostgreSQL's

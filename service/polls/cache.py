@@ -209,13 +209,15 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
     or NotFound. The flag says whether both came through Redis: then the poll's version
     and the counts determine the tallies answer (its ETag may be derived from them)."""
     tallies = recent.cache()
-    kept = None if fresh or not tallies.watching else tallies.get(poll_id, context)
-    hub = stream.hub() if kept is not None else None
-    # Trusted while subscribed, and no change message waits unread.
-    if hub is not None and hub.listening and not hub.unheard():
-        version, flat = kept
-        poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
-        return poll, Counts.from_flat(flat), True
+    if not fresh and tallies.watching:
+        hub = stream.hub()
+        # Trusted while subscribed, with no change message untold; looked at before the
+        # entry (a message told in between has forgotten it).
+        kept = tallies.get(poll_id, context) if hub.listening and not hub.unheard() else None
+        if kept is not None:
+            version, flat = kept
+            poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
+            return poll, Counts.from_flat(flat), True
     begun = tallies.begin()
     with redis.fallback("reading a tally") as call:
         # One script rather than a pipeline: a single command costs redis-py less.
@@ -244,6 +246,7 @@ def bump_version(*, redis: RedisHandle, poll_id: str) -> None:
         announce.set(keys.poll_version(poll_id), _new_token(), ex=VERSION_TTL_SECONDS)
         announce.publish(keys.tally_changes(poll_id), "poll")
         announce.execute()
+        redis.deliver()
     if call.failed and has_app_context():
         cache().unannounced.add(poll_id)
         cache().forget(poll_id)
@@ -257,6 +260,7 @@ def forget(*, redis: RedisHandle, poll_id: str) -> None:
         announce.delete(keys.poll_version(poll_id))
         announce.publish(keys.tally_changes(poll_id), "poll")
         announce.execute()
+        redis.deliver()
     recent.changed(poll_id)
     if has_app_context():
         if call.failed:

@@ -164,6 +164,7 @@ def drop(*, redis: RedisHandle, poll_id: str, scopes: list[str | None], reason: 
         redis.client.delete(*doomed)
         # Live streams re-read the (rebuilt) tally when told (service/tallies/stream.py).
         redis.client.publish(keys.tally_changes(poll_id), reason)
+        redis.deliver()
 
 
 def announce(*, redis: RedisHandle, poll_id: str, reason: str) -> None:
@@ -172,6 +173,7 @@ def announce(*, redis: RedisHandle, poll_id: str, reason: str) -> None:
     recent.changed(poll_id)
     with redis.fallback(f"announcing a {reason} change"):
         redis.client.publish(keys.tally_changes(poll_id), reason)
+        redis.deliver()
 
 
 def rebuild(*, engine: Engine, redis: RedisHandle, poll_id: str,

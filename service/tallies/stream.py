@@ -45,6 +45,7 @@ SSE_RETRY_MILLISECONDS = 3000
 # this even without one (a change whose message was lost shows at the next heartbeat).
 SHARED_RENDER_MAX_AGE_SECONDS = 1.0
 LISTEN_WAIT_SECONDS = 1.0
+SUBSCRIBE_WAIT_SECONDS = 5.0
 RECONNECT_MIN_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 10.0
 
@@ -83,6 +84,7 @@ class StreamHub:
         self._listener: threading.Thread | None = None
         self._socket: object = UNKNOWN_TRANSPORT  # the subscription's (see `unheard`)
         self._listening = threading.Event()
+        self._hearing = False  # messages read off the socket, not yet all told
         # Every notify() counts one generation; a poll remembers the one of its last change.
         self._generation = 0
         self._changed: dict[str, int] = {}
@@ -122,23 +124,23 @@ class StreamHub:
         return self._listening.is_set()
 
     def unheard(self) -> bool:
-        """Whether a change message may wait unread on the subscription's socket. Redis
-        writes a vote's message to every subscriber before its answer to the voter, so a
-        read that comes after her 201 finds the message handled or waiting here: when
-        waiting, the read goes to Redis (its own order after the listener's is not
-        assured). A subscription of unknown transport always answers yes."""
+        """Whether a change message may wait untold: on the subscription's socket, or read
+        off it and not yet told. A change announced before this is asked (its message on
+        every subscriber's socket before the writer answers: RedisHandle.deliver) is then
+        either told already or unheard. A subscription of unknown transport always
+        answers yes."""
         sock = self._socket
         if sock is None:
             return False
         if sock is UNKNOWN_TRANSPORT:
             return True
         try:
-            if getattr(sock, "pending", None) and sock.pending():  # TLS: decrypted, unread
-                return True
-            readable, _, _ = select.select([sock], [], [], 0)
+            waiting = _pending(sock) or bool(select.select([sock], [], [], 0)[0])
         except (OSError, ValueError):
             return True
-        return bool(readable)
+        # The socket first, then what the listener holds: a message read off the socket
+        # after the first look is still in hand at the second, or told by then.
+        return waiting or self._hearing
 
     def _start_listening(self) -> None:
         if self._listener is None:
@@ -224,6 +226,7 @@ class StreamHub:
                 pubsub = self._pubsub_factory()
                 pubsub.psubscribe(keys.TALLY_CHANGES_PATTERN)
                 self._socket = _socket_of(pubsub)
+                self._confirmed(pubsub)
                 # Streams that started before the subscription was in place re-read once,
                 # and what was kept while nothing listened is forgotten, before anything
                 # heard from now on may be trusted.
@@ -233,22 +236,15 @@ class StreamHub:
                     log.warning("tally change subscription restored")
                 delay = RECONNECT_MIN_SECONDS
                 while True:
-                    message = pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=LISTEN_WAIT_SECONDS
-                    )
-                    if message is None:
-                        with self._lock:
-                            if not self._subscriptions and not any(
-                                    wanted() for _on_change, wanted in self._watchers):
-                                # the last stream ended, and no watcher wants more: rest
-                                self._listener = None
-                                self._listening.clear()
-                                return
+                    if self._hear(pubsub):
                         continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    self.notify(keys.poll_id_of_channel(channel))
+                    with self._lock:
+                        if not self._subscriptions and not any(
+                                wanted() for _on_change, wanted in self._watchers):
+                            # the last stream ended, and no watcher wants more: rest
+                            self._listener = None
+                            self._listening.clear()
+                            return
             except REDIS_ERRORS as error:
                 self._listening.clear()  # before telling: nothing heard may be trusted
                 self.notify()  # streams read the tally again (the database while Redis is away)
@@ -259,11 +255,63 @@ class StreamHub:
                 self._listening.clear()
                 log.exception("tally change listener failed; restarting")
             finally:
+                self._hearing = False
                 if pubsub is not None:
                     with contextlib.suppress(*REDIS_ERRORS):
                         pubsub.close()
             time.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    def _confirmed(self, pubsub) -> None:
+        """Wait until Redis has taken the subscription: every message published from then
+        on reaches it (a change published while it was on its way would be missed)."""
+        deadline = time.monotonic() + SUBSCRIBE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=LISTEN_WAIT_SECONDS)
+            if message is not None and message["type"] == "psubscribe":
+                return
+            if message is not None:
+                self._tell(message)
+        raise TimeoutError("the tally change subscription was not confirmed")
+
+    def _hear(self, pubsub) -> bool:
+        """Wait up to LISTEN_WAIT_SECONDS for messages, and tell every one that arrived;
+        False if none did. A message read off the socket is in hand (`_hearing`) until
+        told: `unheard` counts it as waiting until then."""
+        sock = self._socket
+        if isinstance(sock, socket.socket):
+            if not (_pending(sock) or select.select([sock], [], [], LISTEN_WAIT_SECONDS)[0]):
+                return False
+            message = None
+        else:  # no socket to wait on: redis-py waits (unheard() never trusts these)
+            message = pubsub.get_message(timeout=LISTEN_WAIT_SECONDS)
+            if message is None:
+                return False
+        self._hearing = True
+        try:
+            while True:
+                if message is not None:
+                    self._tell(message)
+                # Until nothing is left, buffered in the client or on the socket.
+                message = pubsub.get_message(timeout=0)
+                if message is None:
+                    return True
+        finally:
+            self._hearing = False
+
+    def _tell(self, message: dict) -> None:
+        if message["type"] not in ("pmessage", "message"):
+            return  # a subscription's confirmation
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        self.notify(keys.poll_id_of_channel(channel))
+
+
+def _pending(sock: socket.socket) -> bool:
+    """Whether a TLS socket holds decrypted bytes not yet read (select cannot see them)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
 
 
 UNKNOWN_TRANSPORT = object()

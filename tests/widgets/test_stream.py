@@ -147,15 +147,16 @@ class FakePubSub:
 
     def psubscribe(self, pattern):
         self.pattern = pattern
+        self.messages.append({"type": "psubscribe", "channel": pattern.encode(), "data": 1})
 
-    def get_message(self, ignore_subscribe_messages, timeout):
+    def get_message(self, ignore_subscribe_messages=False, timeout=0.0):
         self.ready.set()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.messages:
-                return self.messages.pop(0)
+        while not self.messages:
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.005)
-        return None
+        return self.messages.pop(0)
 
     def close(self):
         pass
@@ -177,7 +178,8 @@ def test_one_subscription_wakes_every_stream_of_the_poll_only(hub_and_pubsub):
     time.sleep(0.05)
     for subscription in [*mine, other]:  # woken once when the subscription began
         subscription.changed.clear()
-    pubsub.messages.append({"channel": b"pollbox:{poll1}:changes", "data": b"x"})
+    pubsub.messages.append({"type": "pmessage", "channel": b"pollbox:{poll1}:changes",
+                            "data": b"x"})
     assert all(s.changed.wait(STREAM_WAIT_SECONDS) for s in mine)
     assert not other.changed.is_set()
     for subscription in [*mine, other]:

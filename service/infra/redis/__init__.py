@@ -42,6 +42,12 @@ class RedisHandle:
         """A Redis Cluster: one script reaches the keys of one hash slot only."""
         return isinstance(self.client, LazyCluster)
 
+    def deliver(self) -> None:
+        """Return once the change messages this process published so far are on every
+        subscriber's socket, where other processes' tallies caches look for them
+        (Scripts.delivered; nothing unless those caches are on)."""
+        self.scripts.delivered()
+
     def fallback(self, doing: str, *, missed: tuple[Scope, ...] = ()) -> Fallback:
         """A context manager for Redis calls that degrade (see `outage`); `missed` names
         the tallies whose counts are lost if the calls fail."""
@@ -60,7 +66,12 @@ def init_app(app: Flask) -> None:
             "tallies are then per process; run one worker, or set REDIS_URL for more."
         )
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    scripts = Scripts(client, batched=not isinstance(client, LazyCluster))
+    on_cluster = isinstance(client, LazyCluster)
+    # Other processes' tallies caches trust what their subscription has not heard yet
+    # only on one Redis server (service/tallies/stream.py StreamHub.unheard); a vote is
+    # answered there only once its change message is on their sockets.
+    deliver = bool(url) and not on_cluster and app.config["TALLIES_CACHE_MS"] > 0
+    scripts = Scripts(client, batched=not on_cluster, deliver=deliver)
     app.extensions[EXTENSION] = RedisHandle(client=client, scripts=scripts, shared=bool(url))
 
 

@@ -9,6 +9,7 @@ inside `RedisHandle.fallback` what an outage means for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
 from importlib import resources
@@ -369,11 +370,15 @@ class Scripts:
     The vote's two scripts (admit, count) of concurrent votes of the process are sent in
     one pipeline (service/infra/batching.py): one round trip, one connection, for all of
     them, each vote still given its own reply. Not on a Redis Cluster, where a pipeline
-    is split by node anyway."""
+    is split by node anyway.
 
-    def __init__(self, client, *, batched: bool = True) -> None:
+    With `deliver`, the scripts that publish a change message (count, change) are
+    followed by one more round trip (`delivered`), once per batch: see RedisHandle."""
+
+    def __init__(self, client, *, batched: bool = True, deliver: bool = False) -> None:
         folder = resources.files(__package__).joinpath("lua")
         self._client = client
+        self._deliver = deliver
         self._run = {name: client.register_script(folder.joinpath(f"{name}.lua").read_text())
                      for name in NAMES}
         self._batched = {name: Coalescer(functools.partial(self._pipeline, name))
@@ -391,7 +396,10 @@ class Scripts:
         script = self._run[name]
         if len(calls) == 1:
             script_keys, args = calls[0]
-            return [script(keys=script_keys, args=args)]
+            replies = [script(keys=script_keys, args=args)]
+            if name == "count":
+                self.delivered()
+            return replies
         pipe = self._client.pipeline(transaction=False)
         for script_keys, args in calls:
             pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
@@ -403,8 +411,20 @@ class Scripts:
                     replies[index] = script(keys=script_keys, args=args)
                 except Exception as error:
                     replies[index] = error
+        if name == "count":
+            self.delivered()
         return replies
 
+    def delivered(self) -> None:
+        """With `deliver`: one round trip after the change messages published by this
+        process's calls answered so far, which are then on every subscriber's socket.
+        Redis writes out all the output a command made, its pub/sub messages included,
+        before it polls for more input, and this PING is sent only once the publishing
+        call was answered. Never raises: a message not delivered is shown late, never
+        lost (service/tallies/recent.py bounds how late)."""
+        if self._deliver:
+            with contextlib.suppress(Exception):
+                self._client.ping()
     def admit(self, call: AdmitCall) -> Admission:
         script_keys, args = call.keys_and_args()
         return _admission(self._call("admit", script_keys, args), call)
@@ -418,7 +438,9 @@ class Scripts:
         """Move a changed ballot in its tallies: how many tallies moved (the others were
         missing or being rebuilt, and are rebuilt from the database)."""
         script_keys, args = call.keys_and_args()
-        return int(self._run["change"](keys=script_keys, args=args))
+        moved = int(self._run["change"](keys=script_keys, args=args))
+        self.delivered()
+        return moved
 
     def release(self, *, poll_id: str, identities: list[str], ballot_id: str) -> int:
         """Free the duplicate-check claims `ballot_id` holds; others' claims are kept."""
