@@ -373,12 +373,15 @@ class Scripts:
     is split by node anyway.
 
     With `deliver`, the scripts that publish a change message (count, change) are
-    followed by one more round trip (`delivered`), once per batch: see RedisHandle."""
+    followed by one more round trip (`delivered`): one PING for every call that asked
+    while the previous one was on its way (see RedisHandle.deliver)."""
 
     def __init__(self, client, *, batched: bool = True, deliver: bool = False) -> None:
         folder = resources.files(__package__).joinpath("lua")
         self._client = client
         self._deliver = deliver
+        # One PING for the votes that ask meanwhile, beside the next batch of counts.
+        self._delivery = Coalescer(self._pings)
         self._run = {name: client.register_script(folder.joinpath(f"{name}.lua").read_text())
                      for name in NAMES}
         self._batched = {name: Coalescer(functools.partial(self._pipeline, name))
@@ -396,10 +399,7 @@ class Scripts:
         script = self._run[name]
         if len(calls) == 1:
             script_keys, args = calls[0]
-            replies = [script(keys=script_keys, args=args)]
-            if name == "count":
-                self.delivered()
-            return replies
+            return [script(keys=script_keys, args=args)]
         pipe = self._client.pipeline(transaction=False)
         for script_keys, args in calls:
             pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
@@ -411,8 +411,6 @@ class Scripts:
                     replies[index] = script(keys=script_keys, args=args)
                 except Exception as error:
                     replies[index] = error
-        if name == "count":
-            self.delivered()
         return replies
 
     def delivered(self) -> None:
@@ -424,7 +422,11 @@ class Scripts:
         lost (service/tallies/recent.py bounds how late)."""
         if self._deliver:
             with contextlib.suppress(Exception):
-                self._client.ping()
+                self._delivery.submit(None)
+
+    def _pings(self, asked: list[None]) -> list[None]:
+        self._client.ping()
+        return [None] * len(asked)
     def admit(self, call: AdmitCall) -> Admission:
         script_keys, args = call.keys_and_args()
         return _admission(self._call("admit", script_keys, args), call)
@@ -432,6 +434,7 @@ class Scripts:
     def count(self, call: CountCall) -> Counted:
         script_keys, args = call.keys_and_args()
         noted, tally, kept = self._call("count", script_keys, args)
+        self.delivered()
         return Counted(noted=int(noted), tally=tally, kept=bool(kept))
 
     def change(self, call: ChangeCall) -> int:
