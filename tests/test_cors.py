@@ -3,7 +3,10 @@ the exact listed origin (with credentials) otherwise, never a reflected stranger
 
 from __future__ import annotations
 
+import flask
 import pytest
+
+from service.web import cors
 
 EMBEDDER = "https://www.psyweb.example"
 STRANGER = "https://evil.example"
@@ -195,3 +198,17 @@ def test_own_origin_listed_origin_and_non_browser_clients_may_vote(
 
     assert response.status_code == 201, response.get_json()
     assert total_votes(client, listed_poll, auth) == 1
+
+
+def test_origin_is_added_to_vary_once_beside_what_the_view_named(client, make_poll):
+    poll = make_poll()
+    response = client.get(f"/api/v1/polls/{poll['id']}/tallies",
+                          headers={"Origin": "https://health.example"})
+    names = [value.strip() for value in response.headers["Vary"].split(",")]
+    assert names == ["Authorization", "Cookie", "Origin"]
+    answer = flask.Response(headers={"Vary": "Accept, origin"})
+    cors.vary_on_origin(answer)
+    assert answer.headers["Vary"] == "Accept, origin"  # already there, in any case
+    answer = flask.Response()
+    cors.vary_on_origin(answer)
+    assert answer.headers["Vary"] == "Origin"

@@ -124,6 +124,18 @@ class Blueprint(SmorestBlueprint):
 
     ARGUMENTS_PARSER = JsonBodyParser()
 
+    def alt_response(self, status_code, *args, **kwargs):
+        """flask-smorest's documentation of another answer, carried by the view itself:
+        its wrapper adds a call layer per documented answer that only asks `ensure_sync`
+        again (four layers on the tallies read, a few per cent of its time)."""
+        document = super().alt_response(status_code, *args, **kwargs)
+
+        def decorator(func):
+            func._apidoc = document(func)._apidoc
+            return func
+
+        return decorator
+
     def paginate(self, *args, **kwargs):
         """flask-smorest's pagination, with `page` at most MAX_PAGE (a 422 naming it)."""
         paginated = super().paginate(*args, **kwargs)
