@@ -212,3 +212,15 @@ def test_origin_is_added_to_vary_once_beside_what_the_view_named(client, make_po
     answer = flask.Response()
     cors.vary_on_origin(answer)
     assert answer.headers["Vary"] == "Origin"
+
+
+@pytest.mark.parametrize(("host", "scheme", "expected"), [
+    ("Polls.Example:8443", "https", "https://polls.example:8443"),
+    # An internationalised host stays in the ASCII form a browser's Origin header has.
+    ("xn--umfrage-gra.example", "http", "http://xn--umfrage-gra.example"),
+])
+def test_own_origin_is_the_request_s_as_browsers_write_it(app, host, scheme, expected):
+    from service.web.urls import own_origin
+
+    with app.test_request_context("/polls/x/widget", base_url=f"{scheme}://{host}"):
+        assert own_origin() == expected

@@ -33,7 +33,13 @@ def _hostname(host: str) -> str:
 
 
 def own_origin() -> str:
-    """The origin this service is reached at (the widget's own pages vote from it)."""
-    base = current_app.config.get("PUBLIC_BASE_URL") or request.host_url
+    """The origin this service is reached at (the widget's own pages vote from it), in
+    the ASCII form a browser's `Origin` header has: from the request's scheme and Host
+    (werkzeug's `host_url` would also decode it to an IRI, a fifteenth of a widget
+    read)."""
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if not base:
+        req = request._get_current_object()
+        return f"{req.scheme}://{req.host}".lower()
     scheme, _, rest = base.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}".lower()
