@@ -8,6 +8,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -168,3 +169,19 @@ def test_webhook_deliveries_run_in_their_own_worker_in_compose_and_kubernetes():
         for container in deployment["spec"]["template"]["spec"]["containers"]
     ]
     assert worker in commands
+
+
+def test_a_worker_with_redis_url_set_loads_no_stand_in_and_no_captcha_client(tmp_path):
+    # Each is megabytes of every worker's memory (fakeredis brings numpy, lupa and
+    # valkey: ~13 MB; httpx ~5 MB), wanted only without REDIS_URL or with a captcha.
+    probe = ("import sys, wsgi; "
+             "print(sorted(m for m in ('fakeredis', 'numpy', 'lupa', 'httpx') "
+             "if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root),
+           "REDIS_URL": "redis://127.0.0.1:6379/15",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}",
+           "SECRET_KEY": "probe-" * 8}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import fakeredis
 from flask import Flask, current_app
 
 from service.infra.redis.client import LazyCluster, connect
@@ -65,6 +64,10 @@ def init_app(app: Flask) -> None:
             "REDIS_URL is not set: using an in-process Redis stand-in. Duplicate checks and "
             "tallies are then per process; run one worker, or set REDIS_URL for more."
         )
+        # Imported only here: with numpy, lupa and valkey it is ~15 MB of each worker's
+        # memory, and a service with REDIS_URL set never needs it.
+        import fakeredis
+
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     on_cluster = isinstance(client, LazyCluster)
     # Other processes' tallies caches trust what their subscription has not heard yet
