@@ -64,7 +64,7 @@ class SiteVerify:
         form = {"secret": self.secret_key, "response": token, "remoteip": remote_ip,
                 "sitekey": self.site_key}
         try:
-            response = self._http().post(self.url, data=form)
+            response = self._http(httpx.Client).post(self.url, data=form)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as error:
@@ -76,13 +76,11 @@ class SiteVerify:
         metrics.CAPTCHA_CHECKS.labels(self.provider, verdict.value).inc()
         return verdict
 
-    def _http(self) -> httpx.Client:
-        import httpx
-
+    def _http(self, client_class: type[httpx.Client]) -> httpx.Client:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout_seconds)
+                    self._client = client_class(timeout=self.timeout_seconds)
         return self._client
 
 

@@ -64,7 +64,7 @@ def init_app(app: Flask) -> None:
             "REDIS_URL is not set: using an in-process Redis stand-in. Duplicate checks and "
             "tallies are then per process; run one worker, or set REDIS_URL for more."
         )
-        # Imported only here: with numpy, lupa and valkey it is ~15 MB of each worker's
+        # Imported only here: with numpy, lupa and valkey it is ~13 MB of each worker's
         # memory, and a service with REDIS_URL set never needs it.
         import fakeredis
 
