@@ -137,3 +137,97 @@ def test_the_app_s_hooks_are_passed_through_as_plain_functions(app, client, monk
     assert client.get("/embed.js").status_code == 200
     assert client.get("/api/v1/polls/none/tallies").status_code == 404
     assert asked == []  # every hook and view was told by its code
+
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_the_hot_routes_commonest_input_passes_no_wrapper(client, make_poll, monkeypatch):
+    """A plain vote and a tallies read without a query reach their views without
+    webargs parsing them; any other input is still loaded, or refused naming the field,
+    by the schema."""
+    from webargs.core import Parser
+
+    poll = make_poll()
+    option = poll["options"][0]["id"]
+    parsed = []
+    parse = Parser.parse
+    monkeypatch.setattr(Parser, "parse", lambda self, *a, **k: parsed.append(a) or parse(
+        self, *a, **k))
+    votes, tallies = f"/api/v1/polls/{poll['id']}/votes", f"/api/v1/polls/{poll['id']}/tallies"
+    assert client.post(votes, json={"choices": [option]}).status_code == 201
+    assert client.get(tallies).json["total_votes"] == 1
+    assert parsed == []
+    assert client.get(f"{tallies}?context=x").json["total_votes"] == 0
+    refused = client.post(votes, json={"choices": [option], "colour": "red"})
+    assert refused.status_code == 422 and "colour" in refused.json["errors"]
+    assert len(parsed) == 2
+    # A body that is not JSON is refused by the read both ways share.
+    assert client.post(votes, data="{", content_type="application/json").status_code == 400
+
+
+def test_the_voter_cookie_is_written_as_werkzeug_writes_it():
+    """Its Set-Cookie header, built from a text kept for the second, is the one
+    `Response.set_cookie` writes, on HTTPS (third-party friendly) and plain HTTP; and
+    its signature is itsdangerous' plain Signer's, so cookies already given stay good."""
+    import time
+
+    from flask import Flask, Response
+    from itsdangerous import Signer
+
+    from service.infra.identity import Voter
+    from service.web import voter
+
+    value = Signer("s" * 32, salt=voter.VOTER_COOKIE_SALT).sign("the-voter").decode()
+
+    def both(secure: bool, where: dict) -> tuple[list[str], list[str]]:
+        ours, werkzeugs = Response(), Response()
+        voter.set_voter_cookie(ours, Voter("the-voter", True, "192.0.2.1"), secure=secure,
+                               secret="s" * 32)
+        werkzeugs.set_cookie(voter.VOTER_COOKIE, value, path="/", httponly=True,
+                             max_age=voter.VOTER_COOKIE_MAX_AGE_SECONDS, **where)
+        return ours.headers.getlist("Set-Cookie"), werkzeugs.headers.getlist("Set-Cookie")
+
+    with Flask(__name__).app_context():
+        for secure, where in ((True, {"secure": True, "samesite": "None", "partitioned": True}),
+                              (False, {"samesite": "Lax"})):
+            for _ in range(3):  # both written within one second (Expires counts from it)
+                second = int(time.time())
+                ours, werkzeugs = both(secure, where)
+                if int(time.time()) == second:
+                    break
+            assert ours == werkzeugs
+            assert ours[0].startswith(f"{voter.VOTER_COOKIE}={value}; Expires=")
+    assert voter._signer("s" * 32).unsign(value) == b"the-voter"
+
+
+@given(st.floats(min_value=0, max_value=2**33, allow_nan=False))
+def test_a_log_line_s_time_is_datetime_s_iso_text(created):
+    import logging
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from service.infra.logs import JsonFormatter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 0, "m", (), None)
+    record.created = created
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert orjson.loads(JsonFormatter().format(record))["time"] == expected.replace(
+        "+00:00", "Z")
+
+
+def test_a_request_s_log_record_is_the_one_logging_would_make():
+    import logging
+
+    from service.infra import logs
+
+    fields = {"request_id": "r", "method": "GET", "path": "/p", "status": 200,
+              "duration_ms": 1.5}
+    ours = logs._RequestRecord(("GET", "/p", 200), fields)
+    theirs = logging.getLogger(logs.REQUEST_LOGGER).makeRecord(
+        logs.REQUEST_LOGGER, logging.INFO, logs.__file__, 0, "%s %s %s", ("GET", "/p", 200),
+        None, func="_finish", extra=fields)
+    moments = {"created", "msecs", "relativeCreated"}
+    assert {k: v for k, v in vars(ours).items() if k not in moments} == \
+        {k: v for k, v in vars(theirs).items() if k not in moments}
+    assert abs(ours.created - theirs.created) < 1
+    assert ours.getMessage() == "GET /p 200"

@@ -29,6 +29,7 @@ VARY = "Authorization, Cookie"
 
 @blp.route("/<id:poll_id>/tallies")
 class Tallies(MethodView):
+    @blp.hot(TalliesQuerySchema, location="query")
     @blp.arguments(TalliesQuerySchema, location="query")
     @blp.response(200, TalliesSchema, headers={"ETag": {"schema": {"type": "string"}}})
     @blp.alt_response(304, description="Not modified (If-None-Match)")

@@ -64,6 +64,7 @@ def _counts_unparsed_attempts(view):
 @blp.route("/<id:poll_id>/votes")
 class Votes(MethodView):
     @_counts_unparsed_attempts
+    @blp.hot(VoteSchema)
     @blp.doc(parameters=[IDEMPOTENCY_PARAMETER])
     @blp.arguments(VoteSchema)
     @blp.response(201, VoteResultSchema, headers={idempotency.REPLAY_HEADER: {

@@ -9,9 +9,11 @@ an API key or a query string: only the method and the path.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -44,14 +46,30 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+def _utc_second(second: int) -> str:
+    """`2026-12-05T19:40:05`: one second's text, kept while the second lasts."""
+    global _second_text
+    if _second_text[0] != second:
+        _second_text = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return _second_text[1]
+
+
+_second_text: tuple[int, str] = (-1, "")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the request's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # ISO 8601 UTC in milliseconds, as datetime's isoformat() writes it: the fraction
+        # of the second rounded to the microsecond (as datetime.fromtimestamp does), then
+        # cut to the millisecond.
+        fraction, whole = math.modf(record.created)
+        second, micro = int(whole), round(fraction * 1_000_000)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds"
-            ).replace("+00:00", "Z"),
+            "time": f"{_utc_second(second)}.{micro // 1000:03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -117,6 +135,30 @@ def _begin() -> None:
     ctx_g.log_started = time.perf_counter()
 
 
+class _RequestRecord(logging.LogRecord):
+    """A request's log line. What LogRecord's constructor works out each time (this
+    file's name and module, the level's name, the process) is the same for every request,
+    and taken from a record made once per process: a fifth of the line's cost."""
+
+    _made: dict | None = None
+
+    def __init__(self, args: tuple, fields: dict) -> None:
+        made = _RequestRecord._made
+        if made is None or made["process"] != os.getpid():
+            made = _RequestRecord._made = logging.LogRecord(
+                REQUEST_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (), None,
+                func="_finish").__dict__
+        self.__dict__.update(made)
+        created = time.time()
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - logging._startTime) * 1000
+        self.thread = threading.get_ident()
+        self.threadName = threading.current_thread().name
+        self.args = args
+        self.__dict__.update(fields)
+
+
 def _finish(response: Response) -> Response:
     ctx_g = g._get_current_object()  # one context lookup instead of one per use
     request_id = ctx_g.get("request_id") or request_id_from(None)
@@ -127,10 +169,9 @@ def _finish(response: Response) -> Response:
         # The record is made here rather than by log.info(), which would first walk the
         # stack for the caller's file and line: no line shows them, and it cost ~4 µs.
         method, path, status = request.method, logged_path(), response.status_code
-        log.handle(log.makeRecord(
-            REQUEST_LOGGER, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None,
-            func="_finish", extra={"request_id": request_id, "method": method, "path": path,
-                                   "status": status, "duration_ms": duration_ms}))
+        log.handle(_RequestRecord((method, path, status), {
+            "request_id": request_id, "method": method, "path": path, "status": status,
+            "duration_ms": duration_ms}))
     return response
 
 
