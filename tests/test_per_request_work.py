@@ -231,3 +231,54 @@ def test_a_request_s_log_record_is_the_one_logging_would_make():
         {k: v for k, v in vars(theirs).items() if k not in moments}
     assert abs(ours.created - theirs.created) < 1
     assert ours.getMessage() == "GET /p 200"
+
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_a_tally_read_again_unmoved_reuses_the_answer(client, make_poll, vote, monkeypatch):
+    """The answer is made once per poll version, status, suppression and counts (and
+    context): read again, the same bytes; after a vote, a new answer."""
+    from service.tallies import results
+
+    made = []
+    view = results.tallies_view
+    monkeypatch.setattr(results, "tallies_view",
+                        lambda *a, **k: made.append(k.get("context")) or view(*a, **k))
+    poll = make_poll()
+    url = f"/api/v1/polls/{poll['id']}/tallies"
+    first, again = client.get(url), client.get(url)
+    assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+    assert made == [None]
+    assert client.get(f"{url}?context=news").json["total_votes"] == 0  # its own answer
+    assert made == [None, "news"]
+    assert vote(poll).status_code == 201
+    after = client.get(url)
+    assert after.json["total_votes"] == 1 and after.headers["ETag"] != first.headers["ETag"]
+    assert made == [None, "news", None]
+
+
+@pytest.mark.parametrize("stack", ["sqlite-fakeredis"], indirect=True)
+def test_absent_parameters_are_looked_up_not_raised_and_caught(client, make_poll,
+                                                               monkeypatch):
+    """The widget asks for a dozen display and state parameters, and the voter cookie, that
+    a plain read lacks: the app makes no BadRequestKeyError for them (the test client's own
+    lookups aside); present ones are read as werkzeug reads them."""
+    import traceback
+
+    from werkzeug.exceptions import BadRequestKeyError
+
+    made = []
+    init = BadRequestKeyError.__init__
+
+    def record(self, *args, **kwargs):
+        if not any(frame.filename.endswith("werkzeug/test.py")
+                   for frame in traceback.extract_stack(limit=4)):
+            made.append(args)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(BadRequestKeyError, "__init__", record)
+    poll = make_poll()
+    assert client.get(f"/polls/{poll['id']}/widget").status_code == 200
+    assert made == []
+    dark = client.get(f"/polls/{poll['id']}/widget?theme=dark&lang=de")
+    assert 'lang="de"' in dark.get_data(as_text=True)
+    assert made == []
