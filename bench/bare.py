@@ -40,7 +40,10 @@ ballots = sa.Table(
     sa.Column("voter_hash", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
-metadata.create_all(engine, checkfirst=True)
+try:
+    metadata.create_all(engine, checkfirst=True)
+except sa.exc.DBAPIError:  # both workers create it at once: the other one did
+    metadata.create_all(engine, checkfirst=True)
 options_table = sa.table("options", sa.column("id"), sa.column("poll_id"))
 client = redis.Redis.from_url(os.environ["REDIS_URL"])
 secret = os.environ["SECRET_KEY"].encode()

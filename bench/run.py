@@ -47,8 +47,11 @@ def wrk(name: str, url: str, seconds: int, script: str | None = None,
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", str(ROOT / "bench" / "wrk" / script)]
-    output = subprocess.run([*command, url], env={**os.environ, **(env or {})}, check=True,
-                            capture_output=True, text=True).stdout
+    run = subprocess.run([*command, url], env={**os.environ, **(env or {})},
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{name}: wrk failed ({run.returncode}): {run.stdout}{run.stderr}")
+    output = run.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.M))
     errors = 0
