@@ -94,6 +94,7 @@ class StreamHub:
         # Told of every change (the process's tallies cache), and keeping the listener up
         # while they want to hear: (on_change, wanted).
         self._watchers: list[tuple[Callable[[str | None], None], Callable[[], bool]]] = []
+        self.closing = False  # the process stops: its streams end (see `close`)
 
     def subscribe(self, poll_id: str, variant: Hashable = None) -> Subscription:
         """Register a stream; the listener starts with the first one."""
@@ -159,6 +160,16 @@ class StreamHub:
                     self._changed.pop(subscription.poll_id, None)
                     self._rendered.pop(subscription.poll_id, None)
                     self._rendering.pop(subscription.poll_id, None)
+
+    def close(self) -> None:
+        """The process is stopping: every stream ends now, at its next wake-up, rather
+        than holding the process up to its graceful timeout (a stream never ends by
+        itself for 30 minutes). EventSource reconnects, to a process still serving."""
+        self.closing = True
+        with self._lock:
+            waiting = [s for group in self._subscriptions.values() for s in group]
+        for subscription in waiting:
+            subscription.changed.set()
 
     def wait_until_listening(self, timeout: float) -> bool:
         """Whether the subscription is in place (tests use it to avoid a startup race)."""
@@ -341,7 +352,8 @@ def follow(*, hub: StreamHub, poll_id: str, render: Callable[[], str],
            variant: Hashable = None,
            clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
     """The event stream of one poll: its tallies at once, again after each change
-    (coalesced), a comment line while nothing changes; ends after SSE_MAX_SECONDS.
+    (coalesced), a comment line while nothing changes; ends after SSE_MAX_SECONDS, or
+    at once when the process stops (StreamHub.close).
     Streams of the same poll and `variant` share each rendered answer (StreamHub.render)."""
     subscription = hub.subscribe(poll_id, variant)
     metrics.SSE_STREAMS.inc()
@@ -349,9 +361,11 @@ def follow(*, hub: StreamHub, poll_id: str, render: Callable[[], str],
         body = hub.render(subscription, render)
         yield f"retry: {SSE_RETRY_MILLISECONDS}\n" + event("tallies", body)
         started = last_write = last_event = clock()
-        while clock() - started < SSE_MAX_SECONDS:
+        while not hub.closing and clock() - started < SSE_MAX_SECONDS:
             quiet = SSE_HEARTBEAT_SECONDS - (clock() - last_write)
             if quiet > 0 and subscription.changed.wait(quiet):
+                if hub.closing:
+                    break
                 pause = SSE_MIN_INTERVAL_SECONDS - (clock() - last_event)
                 if pause > 0:
                     time.sleep(pause)  # let a burst of votes collapse into one event

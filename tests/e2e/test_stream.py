@@ -18,6 +18,8 @@ from tests.conftest import SEED_POLL
 pytestmark = pytest.mark.gunicorn
 
 UPDATE_DEADLINE_SECONDS = 1.0
+# A stopping worker checks on its connections once a second; 20 s is its graceful timeout.
+STOPPED_WITHIN_SECONDS = 5
 VOTES_MEASURED = 5
 
 
@@ -42,6 +44,7 @@ class EventReader:
 
     def __init__(self, url: str) -> None:
         self.events: list[tuple[float, dict]] = []
+        self.ended: float | None = None
         self.arrived = threading.Condition()
         self.response = None
         self._client = httpx.Client(timeout=httpx.Timeout(10, read=30))
@@ -51,6 +54,7 @@ class EventReader:
     def _run(self, url: str) -> None:
         with contextlib.suppress(httpx.TransportError):  # closed by the test
             self._read(url)
+            self.ended = time.monotonic()  # the server ended the stream, body complete
 
     def _read(self, url: str) -> None:
         with self._client.stream("GET", url) as response:
@@ -68,6 +72,9 @@ class EventReader:
         with self.arrived:
             self.arrived.wait_for(lambda: len(self.events) >= count, timeout)
             return list(self.events)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
     def close(self) -> None:
         self._client.close()
@@ -100,3 +107,28 @@ def test_stream_sends_tallies_at_once_and_after_each_vote_within_a_second(
         assert max(latencies) < UPDATE_DEADLINE_SECONDS
     finally:
         reader.close()
+
+
+def test_a_stopping_server_ends_its_streams_at_once(
+    gunicorn_server, e2e_database_url, clean_redis, owner_key
+):
+    """SIGTERM (a deploy): the open streams end at once, each with its body complete
+    (EventSource reconnects elsewhere), and the server exits well within its 20 s
+    graceful timeout, which an open stream used to take whole."""
+    server = gunicorn_server(database_url=e2e_database_url, redis_url=clean_redis, workers=2)
+    poll = create_poll(server.base_url, owner_key)
+    readers = [EventReader(f"{server.base_url}/api/v1/polls/{poll['id']}/tallies/stream")
+               for _ in range(4)]  # on either worker
+    try:
+        for reader in readers:
+            assert reader.wait_for(1, timeout=10), "no initial event"
+        stopped = time.monotonic()
+        server.terminate()
+        server.process.wait(timeout=STOPPED_WITHIN_SECONDS)
+        for reader in readers:
+            reader.join(timeout=STOPPED_WITHIN_SECONDS)
+            assert reader.ended is not None and reader.ended - stopped < STOPPED_WITHIN_SECONDS
+        assert "graceful timeout" not in server.logs()
+    finally:
+        for reader in readers:
+            reader.close()

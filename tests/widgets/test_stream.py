@@ -368,3 +368,24 @@ def test_every_stream_of_a_burst_gets_the_same_event(listening_hub):
     assert renders.calls == 2
     for follower in followers:
         follower.close()
+
+
+def test_a_closing_hub_ends_its_streams_at_once(hub_and_pubsub):
+    """The process stops (SIGTERM): an open stream, waiting for a change, ends now
+    instead of holding the process until its graceful timeout."""
+    hub, _ = hub_and_pubsub
+    events = stream.follow(hub=hub, poll_id="poll1", render=lambda: "{}")
+    assert next(events).startswith("retry: ")
+    ended = []
+
+    def read():
+        ended.append(list(events))  # runs until the stream ends
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(0.05)  # the stream waits for a change
+    started = time.monotonic()
+    hub.close()
+    reader.join(STREAM_WAIT_SECONDS)
+    assert ended == [[]] and time.monotonic() - started < 1
+    assert hub.open_streams() == 0
