@@ -12,6 +12,7 @@ from service.api.base import Blueprint
 from service.api.common import is_poll_owner, require_results_visible
 from service.infra.clock import now
 from service.infra.db import db
+from service.infra.kept import Kept
 from service.infra.models import challenge_on
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
@@ -78,7 +79,7 @@ class Tallies(MethodView):
         if body is None:
             body = _body(poll, counts, moment, suppressed, context)
             if known is not None:
-                _remember(known, etag, body)
+                _answers.put(known, (etag, body))
         return current_app.response_class(body, mimetype="application/json", headers=headers)
 
 
@@ -100,12 +101,5 @@ def _etag_of(key: str) -> str:
 
 # The process's latest answers (ETag, body) by poll, context and what they are made from:
 # a read of a tally that has not moved since another read reuses the answer's bytes.
-# Forgotten all at once when full.
 ANSWERS_KEPT = 512
-_answers: dict[tuple[str, str | None, str], tuple[str, bytes]] = {}
-
-
-def _remember(known: tuple[str, str | None, str], etag: str, body: bytes) -> None:
-    if len(_answers) >= ANSWERS_KEPT:
-        _answers.clear()
-    _answers[known] = (etag, body)
+_answers: Kept[tuple[str, str | None, str], tuple[str, bytes]] = Kept(ANSWERS_KEPT)

@@ -10,8 +10,7 @@ for as long as the poll's tally stays the same.
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, Engine, case, func, null, select, union_all
 from sqlalchemy.orm import Session
 
 from service.infra import kinds
+from service.infra.kept import Kept
 from service.infra.models import Ballot, BallotChoice
 from service.tallies.counts import Counts
 
@@ -135,32 +135,8 @@ def rankings(connection: Connection | Session, *, poll_id: str, ranks: int,
     return groups
 
 
-class _Cache:
-    """Runoffs by poll, context and tally: a changed tally is a new key."""
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[tuple, Runoff] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> Runoff | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
-
-    def put(self, key: tuple, value: Runoff) -> None:
-        with self._lock:
-            self._entries[key] = value
-            while len(self._entries) > CACHE_ENTRIES:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-cache = _Cache()
+# Runoffs by poll, context and tally: a changed tally is a new key.
+cache: Kept[tuple, Runoff] = Kept(CACHE_ENTRIES, recent=True)
 
 
 def tally_key(poll, counts: Counts, context: str | None) -> tuple:

@@ -13,8 +13,9 @@ page (results after voting) is never served to another whose state differs.
 from __future__ import annotations
 
 import secrets
-import threading
 from dataclasses import dataclass
+
+from service.infra.kept import Kept
 
 MAX_PAGES = 1000
 MAX_VOTER_STATES = 10_000
@@ -70,24 +71,19 @@ class PageCache:
     def __init__(self) -> None:
         self.nonce_mark = secrets.token_hex(MARK_BYTES)
         self.token_mark = secrets.token_hex(MARK_BYTES)
-        self._pages: dict[Page, RenderedPage] = {}
-        self._lock = threading.Lock()
+        self._pages: Kept[Page, RenderedPage] = Kept(MAX_PAGES)
 
     def get(self, page: Page) -> RenderedPage | None:
         return self._pages.get(page)
 
     def put(self, page: Page, html: str, csp: str) -> RenderedPage:
         rendered = RenderedPage(html, csp, self.nonce_mark, self.token_mark)
-        if page.version is None:  # read without a version: nothing to key it on
-            return rendered
-        with self._lock:
-            while len(self._pages) >= MAX_PAGES:
-                del self._pages[next(iter(self._pages))]
-            self._pages[page] = rendered
+        if page.version is not None:  # read without a version: nothing to key it on
+            self._pages.put(page, rendered)
         return rendered
 
 
-class VoterStates:
+class VoterStates(Kept[tuple, bool]):
     """Whether a visitor (the keyed hashes of their cookie and address) has voted in a
     poll, remembered for one state of the poll's tally.
 
@@ -98,14 +94,4 @@ class VoterStates:
     """
 
     def __init__(self) -> None:
-        self._states: dict[tuple, bool] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> bool | None:
-        return self._states.get(key)
-
-    def put(self, key: tuple, voted: bool) -> None:
-        with self._lock:
-            while len(self._states) >= MAX_VOTER_STATES:
-                del self._states[next(iter(self._states))]
-            self._states[key] = voted
+        super().__init__(MAX_VOTER_STATES)
