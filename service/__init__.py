@@ -28,7 +28,7 @@ from service.infra.clock import utcnow
 from service.polls import cache as poll_cache
 from service.tallies import recent, reconcile, stream
 from service.voting import app as voting_app
-from service.web import cors, limiter, voter
+from service.web import cors, hot, limiter, voter
 from service.web.app import Pollbox
 
 # What the factory registers, in order: extensions first, then what answers requests.
@@ -52,6 +52,7 @@ COMPONENTS: tuple[Callable[[Flask], None], ...] = (
     retention.init_app,  # flask purge
     webhooks.init_app,  # flask webhooks worker; in-process sending without a shared Redis
     console.init_app,  # the owner console at /console
+    hot.init_app,  # public reads answered again from memory, in front of the rest
 )
 
 

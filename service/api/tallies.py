@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 import orjson
 from flask import current_app, request
@@ -13,13 +14,13 @@ from service.api.common import is_poll_owner, require_results_visible
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.kept import Kept
-from service.infra.models import challenge_on
+from service.infra.models import challenge_on, next_change_at
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies import counts as tallies
-from service.tallies import results
+from service.tallies import recent, results
 from service.tallies.schemas import TalliesQuerySchema, TalliesSchema, load_no_query
-from service.web import cors
+from service.web import cors, hot
 
 blp = Blueprint("tallies", __name__, url_prefix="/api/v1/polls", description="Read results.")
 blp.ARGUMENTS_PARSER.load_plainly(TalliesQuerySchema, load_no_query)
@@ -44,12 +45,15 @@ class Tallies(MethodView):
         another one from memory while it has heard of no change of the poll since. A vote
         answered before the read began is in it, whichever process took the vote; a
         change message lost on the way shows no later than `TALLIES_CACHE_MS`.
-        `Cache-Control: no-cache` reads past it."""
+        `Cache-Control: no-cache` reads past it. A public answer to a read without
+        credentials is kept whole and given again to the same read while its tally and
+        the poll's status stand."""
         session, moment, context = db.session, now(), args.get("context")
         # The poll (cached per process, checked by its version) and the tally: one round trip.
-        poll, counts, exact = poll_cache.get_poll_and_counts(
+        read = poll_cache.read_poll_and_counts(
             session=session, redis=redis_handle(), poll_id=poll_id, context=context,
             fresh=request.asks_fresh)
+        poll, counts, exact = read.poll, read.counts, read.exact
         cors.allow(poll)
         is_owner = is_poll_owner(poll)
         require_results_visible(poll, session=session, moment=moment, is_owner=is_owner)
@@ -74,6 +78,8 @@ class Tallies(MethodView):
             body = _body(poll, counts, moment, suppressed, context)
             etag = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
         headers["ETag"] = f'"{etag}"'
+        if read.entry is not None and poll.results == "always" and not is_owner:
+            _offer(poll, context, read.entry, moment)
         if request.if_none_match.contains_weak(etag):
             return current_app.response_class(status=304, headers=headers)
         if body is None:
@@ -81,6 +87,18 @@ class Tallies(MethodView):
             if known is not None:
                 _answers.put(known, (etag, body))
         return current_app.response_class(body, mimetype="application/json", headers=headers)
+
+
+def _offer(poll, context: str | None, entry: recent.Entry, moment: datetime) -> None:
+    """Offer the public answer for the same reads to come (web/hot.py) while it holds:
+    while its tally is the one kept, and until the clock alone changes the poll."""
+    tally_holds = recent.cache().holds(poll.id, context, entry)
+    until = next_change_at(poll, moment)
+    if until is None:
+        hot.keep(tally_holds)
+        return
+    clock = current_app.config["CLOCK"]
+    hot.keep(lambda: tally_holds() and clock() < until)
 
 
 def _body(poll, counts: tallies.Counts, moment, suppressed: bool, context: str | None) -> bytes:

@@ -175,6 +175,14 @@ def challenge_on(poll: Poll, now: datetime) -> bool:
             and poll.challenge_until > now)
 
 
+def next_change_at(poll: Poll, now: datetime) -> datetime | None:
+    """The next moment after `now` at which the clock alone changes the poll's status or
+    its challenge (`poll_status`, `challenge_on`), or None."""
+    later = [moment for moment in (poll.opens_at, poll.closes_at, poll.challenge_until)
+             if moment is not None and moment > now]
+    return min(later, default=None)
+
+
 class Option(Base):
     __tablename__ = "options"
 

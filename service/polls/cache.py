@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
+from typing import NamedTuple
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, select
@@ -208,6 +209,23 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
     process's TallyCache when read moments ago and unchanged since (not when `fresh`),
     or NotFound. The flag says whether both came through Redis: then the poll's version
     and the counts determine the tallies answer (its ETag may be derived from them)."""
+    read = read_poll_and_counts(session=session, redis=redis, poll_id=poll_id,
+                                context=context, fresh=fresh)
+    return read.poll, read.counts, read.exact
+
+
+class TallyRead(NamedTuple):
+    poll: PollSnapshot
+    counts: Counts
+    exact: bool  # both came through Redis (see get_poll_and_counts)
+    # The TallyCache entry the counts are (kept now or before), or None: while it is
+    # still the poll's (`TallyCache.holds`), the poll and its counts are unchanged.
+    entry: recent.Entry | None
+
+
+def read_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
+                         context: str | None = None, fresh: bool = False) -> TallyRead:
+    """`get_poll_and_counts`, with the TallyCache entry the answer came from or went to."""
     tallies = recent.cache()
     if not fresh and tallies.watching:
         hub = stream.hub()
@@ -215,26 +233,27 @@ def get_poll_and_counts(*, session: Session, redis: RedisHandle, poll_id: str,
         # entry (a message told in between has forgotten it).
         kept = tallies.get(poll_id, context) if hub.listening and not hub.unheard() else None
         if kept is not None:
-            version, flat = kept
+            version, flat, _generation, _at = kept
             poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
-            return poll, Counts.from_flat(flat), True
+            return TallyRead(poll, Counts.from_flat(flat), True, kept)
     begun = tallies.begin()
     with redis.fallback("reading a tally") as call:
         # One script rather than a pipeline: a single command costs redis-py less.
         version, flat = redis.scripts.poll_and_tally(poll_id=poll_id, context=context)
     if call.failed:
         poll = _without_redis(session=session, poll_id=poll_id)
-        return poll, counts.from_database(session=session, poll_id=poll_id,
-                                          context=context), False
+        return TallyRead(poll, counts.from_database(session=session, poll_id=poll_id,
+                                                    context=context), False, None)
     poll = _resolve(session=session, redis=redis, poll_id=poll_id, version=version)
     if flat:
+        entry = None
         if version is not None and tallies.trust_seconds > 0:
             recent.watch(tallies)
-            tallies.put(poll_id, context, version, flat, begun)
-        return poll, Counts.from_flat(flat), True
+            entry = tallies.put(poll_id, context, version, flat, begun)
+        return TallyRead(poll, Counts.from_flat(flat), True, entry)
     rebuilt = counts.rebuild(engine=session.get_bind(), redis=redis, poll_id=poll_id,
                              context=context)
-    return poll, rebuilt, True
+    return TallyRead(poll, rebuilt, True, None)
 
 
 def bump_version(*, redis: RedisHandle, poll_id: str) -> None:

@@ -12,6 +12,9 @@ from flask import Flask, current_app, has_app_context
 from service.tallies import stream
 
 EXTENSION = "pollbox.tally_cache"
+# A kept read: (the poll's version token, its HGETALL list, the generation and the
+# monotonic time it was read at).
+Entry = tuple[bytes, list, int, float]
 MAX_ENTRIES = 10_000
 # The listener keeps its subscription this long after the last entry was kept, then rests
 # (stream.StreamHub); entries are trusted again once it listens anew.
@@ -66,26 +69,44 @@ class TallyCache:
         nothing changed since, and trusted for `trust_seconds` from then."""
         return self._generation, self._clock()
 
-    def get(self, poll_id: str, context: str | None) -> tuple[bytes, list] | None:
+    def get(self, poll_id: str, context: str | None) -> Entry | None:
+        """The poll's (context's) entry while it is trusted: (version token, HGETALL list,
+        generation, when read). The entry itself stands for what it was read from: it is
+        the one found again exactly while nothing changed (`holds`)."""
         entry = self._entries.get(poll_id, {}).get(context)
         if entry is None:
             return None
-        version, flat, generation, at = entry
+        _version, _flat, generation, at = entry
         if self._clock() - at > self.trust_seconds or generation < max(
                 self._changed.get(poll_id, 0), self._all_changed):
             return None
-        return version, flat
+        return entry
 
     def put(self, poll_id: str, context: str | None, version: bytes, flat: list,
-            begun: tuple[int, float]) -> None:
+            begun: tuple[int, float]) -> Entry | None:
+        """Keep a read's answer (None: a change was heard while it was read)."""
         generation, at = begun
         with self._lock:
             if generation < max(self._changed.get(poll_id, 0), self._all_changed):
-                return  # a change was heard while it was read: not kept
+                return None  # a change was heard while it was read: not kept
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
-            self._entries.setdefault(poll_id, {})[context] = (version, flat, generation, at)
+            entry = (version, flat, generation, at)
+            self._entries.setdefault(poll_id, {})[context] = entry
             self._last_put = self._clock()
+            return entry
+
+    def holds(self, poll_id: str, context: str | None, entry: Entry) -> Callable[[], bool]:
+        """Whether `entry` is still the poll's trusted tally, asked later without the app:
+        the listener subscribed, no change message waiting untold (asked first, as a
+        read does), and the entry neither forgotten nor past its trust."""
+        hub = stream.hub()
+
+        def still() -> bool:
+            return hub.listening and not hub.unheard() and \
+                self.get(poll_id, context) is entry
+
+        return still
 
 
 def cache() -> TallyCache:
