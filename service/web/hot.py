@@ -44,7 +44,7 @@ KEEPABLE_STATUSES = (200, 304)
 # kilobytes for tallies of a few hundred polls (about 1 KiB each).
 KEPT_ANSWERS = 512
 KEPT_BODY_MAX_BYTES = 16 * 1024
-OFFER = "pollbox.hot.offer"  # the environ entry a view offers its answer through
+OFFER = "pollbox.hot.offers"  # the environ entry (a list) a view offers its answer in
 EXTENSION = "pollbox.hot_answers"
 
 
@@ -63,22 +63,34 @@ def keep(holds: Callable[[], bool]) -> None:
     """Offer this request's answer for the same reads to come, while `holds()` says yes.
     Call it only where the answer depends on nothing of the request but ANSWER_INPUTS
     and on nothing of the world that `holds` does not watch (the time included)."""
-    offer = request.environ.get(OFFER)
-    if offer is not None:
-        offer((holds, request.endpoint, logs.logged_path()))
+    offers = request.environ.get(OFFER)
+    if offers is not None:
+        offers.append((holds, request.endpoint, logs.logged_path()))
 
 
 class HotAnswers:
-    """The WSGI middleware: the app's answers offered with `keep`, replayed."""
+    """The WSGI middleware: the app's answers offered with `keep`, replayed.
+
+    A GET costs it a few dictionary lookups until its path has offered an answer once
+    (the paths are remembered, as many as the answers): only then does it work out the
+    request's key, look for a kept answer and, missing, watch the cycle's answer."""
 
     def __init__(self, wsgi_app: Callable) -> None:
         self.wsgi_app = wsgi_app
         self.kept: Kept[tuple, KeptAnswer] = Kept(KEPT_ANSWERS)
+        self.offering: Kept[str, bool] = Kept(KEPT_ANSWERS)  # paths that offered
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if environ["REQUEST_METHOD"] != "GET" or any(
-                name in environ for name in PERSONAL_INPUTS):
+        if environ["REQUEST_METHOD"] != "GET" or not environ.keys().isdisjoint(
+                PERSONAL_INPUTS):
             return self.wsgi_app(environ, start_response)
+        path = environ.get("PATH_INFO")
+        if self.offering.get(path) is None:
+            environ[OFFER] = offers = []
+            chunks = self.wsgi_app(environ, start_response)
+            if offers:
+                self.offering.put(path, True)  # the next read of it is kept
+            return chunks
         started = time.perf_counter()
         key = tuple(map(environ.get, ANSWER_INPUTS))
         kept = self.kept.get(key)
@@ -98,8 +110,7 @@ class HotAnswers:
 
     def _answer(self, key: tuple, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """The request cycle's answer, kept if its view offered it and it may be."""
-        offers: list = []
-        environ[OFFER] = offers.append
+        environ[OFFER] = offers = []
         started: list = []
 
         def start(status: str, headers: list, exc_info=None):
