@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask, Response, request_started
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from service.infra import logs
@@ -97,6 +99,49 @@ def test_a_read_again_is_answered_with_the_request_cycle_s_bytes(app, client, ma
     assert not_modified[0][0] == "304 NOT MODIFIED"
     assert not_modified == [answer_of(app, cycle_only, path,
                                       {**headers, "If-None-Match": etag})] * 3
+
+
+# Header values as a client may send them, hostile ones included (printable ASCII: what
+# a header line can carry).
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+REQUEST_HEADERS = st.fixed_dictionaries({}, optional={
+    "Origin": st.one_of(st.just("https://psyweb.example"), st.just("null"), HEADER_TEXT),
+    "Accept": st.one_of(st.just("application/json"), HEADER_TEXT),
+    "Accept-Language": st.one_of(st.just("de-DE,de;q=0.9"), HEADER_TEXT),
+    "If-None-Match": st.one_of(st.just("*"), HEADER_TEXT),
+    "X-Request-ID": HEADER_TEXT,
+    "Referer": HEADER_TEXT,
+    "User-Agent": HEADER_TEXT,
+    "X-Forwarded-Host": HEADER_TEXT,
+})
+QUERIES = st.one_of(st.just(""), st.builds("?context={}".format, st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#%&+"),
+    max_size=20)), st.builds("?{}".format, HEADER_TEXT.filter(lambda q: "#" not in q)))
+
+
+@pytest.mark.parametrize("stack", ["sqlite-redis"], indirect=True)
+def test_any_read_answered_from_memory_is_what_the_cycle_answers(app, client, make_poll,
+                                                                 monkeypatch):
+    """Whatever a client sends, a read answered from memory (its second and third asking)
+    is, but for its request id, what the request cycle alone answers the same request."""
+    poll = make_poll(allowed_origins=["https://psyweb.example"])
+    steady(app, client, poll, monkeypatch)
+    cycle_only = without_hot_answers(app)
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(headers=REQUEST_HEADERS, query=QUERIES)
+    def same(headers, query):
+        path = TALLIES.format(poll["id"]) + query
+        expected = answer_of(app, cycle_only, path, headers)
+        with cycles(app) as cycled:
+            answers = [answer_of(app, app.wsgi_app, path, headers) for _ in range(3)]
+        assert answers == [expected] * 3
+        from_memory.append(3 - len(cycled))
+
+    from_memory: list[int] = []
+    same()
+    assert sum(from_memory) >= len(from_memory)  # most answers of 200 or 304 were kept
 
 
 def test_an_answer_from_memory_has_its_own_id_log_line_and_timing(app, client, make_poll,
