@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 
 import pytest
 from flask import Flask, Response, request_started
@@ -67,7 +68,10 @@ def answer_of(app, wsgi_app, path: str, headers: dict) -> tuple[str, list, bytes
     body = b"".join(wsgi_app(environ, lambda status, hdrs, exc=None: started.extend(
         [status, hdrs])))
     status, answered = started
-    return status, sorted((n, v) for n, v in answered if n != logs.REQUEST_ID_HEADER), body
+    # Its own per answer: the request id, and the date (its text, not whether there is one).
+    headers = sorted((n, "<date>" if n == "Date" else v) for n, v in answered
+                     if n != logs.REQUEST_ID_HEADER)
+    return status, headers, body
 
 
 @pytest.mark.parametrize("headers", [
@@ -113,26 +117,31 @@ REQUEST_HEADERS = st.fixed_dictionaries({}, optional={
     "Referer": HEADER_TEXT,
     "User-Agent": HEADER_TEXT,
     "X-Forwarded-Host": HEADER_TEXT,
+    "Range": st.one_of(st.just("bytes=0-10"), HEADER_TEXT),
+    "If-Modified-Since": st.one_of(st.just("Sun, 06 Dec 2026 04:00:00 GMT"), HEADER_TEXT),
 })
+SVG = "/polls/{}/results.svg"
 QUERIES = st.one_of(st.just(""), st.builds("?context={}".format, st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#%&+"),
     max_size=20)), st.builds("?{}".format, HEADER_TEXT.filter(lambda q: "#" not in q)))
 
 
 @pytest.mark.parametrize("stack", ["sqlite-redis"], indirect=True)
+@pytest.mark.parametrize("read", [TALLIES, SVG], ids=["tallies", "svg"])
 def test_any_read_answered_from_memory_is_what_the_cycle_answers(app, client, make_poll,
-                                                                 monkeypatch):
+                                                                 monkeypatch, read):
     """Whatever a client sends, a read answered from memory (its second and third asking)
     is, but for its request id, what the request cycle alone answers the same request."""
     poll = make_poll(allowed_origins=["https://psyweb.example"])
     steady(app, client, poll, monkeypatch)
+    client.get(read.format(poll["id"]))  # the path offers answers
     cycle_only = without_hot_answers(app)
 
     @settings(max_examples=40, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(headers=REQUEST_HEADERS, query=QUERIES)
     def same(headers, query):
-        path = TALLIES.format(poll["id"]) + query
+        path = read.format(poll["id"]) + query
         expected = answer_of(app, cycle_only, path, headers)
         with cycles(app) as cycled:
             answers = [answer_of(app, app.wsgi_app, path, headers) for _ in range(3)]
@@ -239,6 +248,26 @@ def _iso(clock, **delta) -> str:
     from datetime import timedelta
 
     return (clock() + timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_results_image_read_again_shows_a_vote_at_once(app, client, make_poll, vote,
+                                                           monkeypatch):
+    poll = make_poll(duplicate_check="none")
+    steady(app, client, poll, monkeypatch)
+    path = SVG.format(poll["id"])
+    client.get(path)  # the path offers answers
+    with cycles(app) as cycled:
+        answers = [client.get(path) for _ in range(2)]
+        time.sleep(1.01)  # the next second: its answer has its own date
+        answers.append(client.get(path))
+    assert cycled == [path]  # kept once, then answered from memory
+    images = [answer.get_data(as_text=True) for answer in answers]
+    assert images[0] == images[1] == images[2]
+    assert "Total votes: 0" in images[0]
+    dates = [parsedate_to_datetime(answer.headers["Date"]) for answer in answers]
+    assert dates[0] <= dates[1] < dates[2]
+    assert vote(poll).status_code == 201
+    assert "Total votes: 1" in client.get(path).get_data(as_text=True)
 
 
 def test_a_vote_in_the_process_shows_in_the_next_read(app, client, make_poll, vote,

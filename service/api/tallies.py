@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 import orjson
 from flask import current_app, request
@@ -14,11 +13,11 @@ from service.api.common import is_poll_owner, require_results_visible
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.kept import Kept
-from service.infra.models import challenge_on, next_change_at
+from service.infra.models import challenge_on
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies import counts as tallies
-from service.tallies import recent, results
+from service.tallies import results
 from service.tallies.schemas import TalliesQuerySchema, TalliesSchema, load_no_query
 from service.web import cors, hot
 
@@ -79,7 +78,7 @@ class Tallies(MethodView):
             etag = hashlib.sha256(body).hexdigest()[:ETAG_HEX_CHARS]
         headers["ETag"] = f'"{etag}"'
         if read.entry is not None and poll.results == "always" and not is_owner:
-            _offer(poll, context, read.entry, moment)
+            hot.keep_while_unchanged(poll, context, read.entry, moment)
         if request.if_none_match.contains_weak(etag):
             return current_app.response_class(status=304, headers=headers)
         if body is None:
@@ -87,18 +86,6 @@ class Tallies(MethodView):
             if known is not None:
                 _answers.put(known, (etag, body))
         return current_app.response_class(body, mimetype="application/json", headers=headers)
-
-
-def _offer(poll, context: str | None, entry: recent.Entry, moment: datetime) -> None:
-    """Offer the public answer for the same reads to come (web/hot.py) while it holds:
-    while its tally is the one kept, and until the clock alone changes the poll."""
-    tally_holds = recent.cache().holds(poll.id, context, entry)
-    until = next_change_at(poll, moment)
-    if until is None:
-        hot.keep(tally_holds)
-        return
-    clock = current_app.config["CLOCK"]
-    hot.keep(lambda: tally_holds() and clock() < until)
 
 
 def _body(poll, counts: tallies.Counts, moment, suppressed: bool, context: str | None) -> bytes:

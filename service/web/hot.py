@@ -20,11 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
-from flask import Flask, request
+from flask import Flask, current_app, request
+from werkzeug.http import http_date
 
 from service.infra import logs, metrics
 from service.infra.kept import Kept
+from service.infra.models import next_change_at
+from service.tallies import recent
 
 # What a kept answer may depend on, besides the state its test watches: the WSGI
 # environ's entries that make up the request's address and the headers that shape a
@@ -34,6 +38,9 @@ ANSWER_INPUTS = (
     "SERVER_NAME", "SERVER_PORT", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT", "HTTP_ORIGIN", "HTTP_IF_NONE_MATCH", "HTTP_ACCEPT",
     "HTTP_ACCEPT_LANGUAGE",
+    # No kept answer reads these today (no Last-Modified, no ranges): keyed all the same,
+    # so that a view that comes to read them cannot be answered another request's answer.
+    "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
 )
 # A request with any of these is answered by the request cycle, and its answer not kept:
 # who is asking (an owner's key, a console session, a voter's cookie) or a reader asking
@@ -52,7 +59,8 @@ EXTENSION = "pollbox.hot_answers"
 class KeptAnswer:
     status: str  # "200 OK"
     status_code: int
-    headers: tuple[tuple[str, str], ...]  # all but X-Request-ID
+    headers: tuple[tuple[str, str], ...]  # all but X-Request-ID and Date
+    dated: bool  # the answer had a Date (werkzeug's conditional answers): a new one each time
     body: bytes
     holds: Callable[[], bool]
     endpoint: str  # the metrics' label
@@ -66,6 +74,20 @@ def keep(holds: Callable[[], bool]) -> None:
     offers = request.environ.get(OFFER)
     if offers is not None:
         offers.append((holds, request.endpoint, logs.logged_path()))
+
+
+def keep_while_unchanged(poll, context: str | None, entry: recent.Entry,
+                         moment: datetime) -> None:
+    """Offer an answer made from the poll and its tally `entry` (TallyRead.entry) alone,
+    at `moment`: while the entry is the one the worker's tallies cache trusts, and until
+    the clock alone changes the poll (opening, closing, a proof of work period ending)."""
+    tally_holds = recent.cache().holds(poll.id, context, entry)
+    until = next_change_at(poll, moment)
+    if until is None:
+        keep(tally_holds)
+        return
+    clock = current_app.config["CLOCK"]
+    keep(lambda: tally_holds() and clock() < until)
 
 
 class HotAnswers:
@@ -101,7 +123,10 @@ class HotAnswers:
     def _replay(self, kept: KeptAnswer, environ: dict, start_response: Callable,
                 started: float) -> list[bytes]:
         request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        start_response(kept.status, [*kept.headers, (logs.REQUEST_ID_HEADER, request_id)])
+        headers = [*kept.headers, (logs.REQUEST_ID_HEADER, request_id)]
+        if kept.dated:
+            headers.append(("Date", _date_now()))
+        start_response(kept.status, headers)
         seconds = time.perf_counter() - started
         metrics.latency_child(kept.endpoint, "GET", kept.status_code).observe(seconds)
         logs.log_answer("GET", kept.path, kept.status_code, request_id=request_id,
@@ -133,13 +158,26 @@ class HotAnswers:
                 close()
         if len(body) <= KEPT_BODY_MAX_BYTES:
             holds, endpoint, path = offers[-1]
-            request_id = logs.REQUEST_ID_HEADER.lower()
+            per_answer = (logs.REQUEST_ID_HEADER.lower(), "date")
             self.kept.put(key, KeptAnswer(
                 status=status, status_code=status_code, body=body, holds=holds,
                 headers=tuple((name, value) for name, value in headers
-                              if name.lower() != request_id),
+                              if name.lower() not in per_answer),
+                dated=any(name.lower() == "date" for name, _value in headers),
                 endpoint=endpoint, path=path))
         return [body]
+
+
+def _date_now() -> str:
+    """`Sun, 06 Dec 2026 04:00:00 GMT`: this second's HTTP date, made once per second."""
+    global _date_text
+    second = int(time.time())
+    if _date_text[0] != second:
+        _date_text = (second, http_date(second))
+    return _date_text[1]
+
+
+_date_text: tuple[int, str] = (-1, "")
 
 
 def init_app(app: Flask) -> None:

@@ -13,6 +13,7 @@ from service.infra.db import db
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
 from service.tallies.results import results_visible
+from service.web import hot
 from service.web.urls import own_origin
 from service.widgets import display
 from service.widgets.blueprint import blp
@@ -41,11 +42,12 @@ def _svg_text(value: str, limit: int) -> str:
 
 @blp.get("/polls/<id:poll_id>/results.svg")
 def results_svg(poll_id: str):
-    """The current results as an SVG bar chart (for emails, READMEs: no script)."""
+    """The current results as an SVG bar chart (for emails, READMEs: no script). Read
+    again, it is answered from memory as the tallies are (web/hot.py)."""
     session, moment = db.session, now()
-    poll, counts, _exact = poll_cache.get_poll_and_counts(
-        session=session, redis=redis_handle(), poll_id=poll_id
-    )
+    read = poll_cache.read_poll_and_counts(session=session, redis=redis_handle(),
+                                           poll_id=poll_id)
+    poll, counts = read.poll, read.counts
     lang = apply_locale(poll, display.read_display(request.args, poll, own_origin()))
     visible = results_visible(poll, now=moment, is_owner=False,
                                       has_voted=lambda: False)
@@ -84,4 +86,8 @@ def results_svg(poll_id: str):
     response.headers["Cache-Control"] = f"public, max-age={SVG_CACHE_SECONDS}"
     response.set_etag(hashlib.sha256(body.encode()).hexdigest()[:ETAG_HEX_CHARS])
     response.vary.add("Accept-Language")
+    if read.entry is not None:
+        # Everyone's image (no reader is the owner or has voted here): the same for the
+        # same request while the tally and the poll's status stand.
+        hot.keep_while_unchanged(poll, None, read.entry, moment)
     return response.make_conditional(request)
