@@ -143,14 +143,12 @@ class FakePubSub:
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
-        self.ready = threading.Event()
 
     def psubscribe(self, pattern):
         self.pattern = pattern
         self.messages.append({"type": "psubscribe", "channel": pattern.encode(), "data": 1})
 
     def get_message(self, ignore_subscribe_messages=False, timeout=0.0):
-        self.ready.set()
         deadline = time.monotonic() + timeout
         while not self.messages:
             if time.monotonic() >= deadline:
@@ -173,9 +171,9 @@ def test_one_subscription_wakes_every_stream_of_the_poll_only(hub_and_pubsub):
     hub, pubsub = hub_and_pubsub
     mine = [hub.subscribe("poll1") for _ in range(50)]
     other = hub.subscribe("poll2")
-    assert pubsub.ready.wait(STREAM_WAIT_SECONDS)
+    # In place: the wake-up every stream gets when the subscription begins is over.
+    assert hub.wait_until_listening(STREAM_WAIT_SECONDS)
     assert pubsub.pattern == "pollbox:{*}:changes"
-    time.sleep(0.05)
     for subscription in [*mine, other]:  # woken once when the subscription began
         subscription.changed.clear()
     pubsub.messages.append({"type": "pmessage", "channel": b"pollbox:{poll1}:changes",
@@ -254,7 +252,8 @@ def listening_hub():
     now = {"t": 0.0}
     hub = stream.StreamHub(lambda: pubsub, clock=lambda: now["t"])
     keeper = hub.subscribe("keeper")  # starts the listener; keeps it running
-    assert pubsub.ready.wait(STREAM_WAIT_SECONDS)
+    # Its wake-up of every stream is over: it would make a render the test counts stale.
+    assert hub.wait_until_listening(STREAM_WAIT_SECONDS)
     yield hub, now
     hub.unsubscribe(keeper)
 
