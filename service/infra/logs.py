@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 import orjson
 from flask import Flask, Response, g, has_request_context, request
 
+from service.infra.clock import PerSecond
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._~:+=/-]{1,128}")
 LOG_FORMATS = ("json", "text")
@@ -46,15 +48,9 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
-def _utc_second(second: int) -> str:
-    """`2026-12-05T19:40:05`: one second's text, kept while the second lasts."""
-    global _second_text
-    if _second_text[0] != second:
-        _second_text = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return _second_text[1]
-
-
-_second_text: tuple[int, str] = (-1, "")
+# `2026-12-05T19:40:05`: a second's text, made once while the second lasts.
+_utc_second = PerSecond(
+    lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
 
 
 class JsonFormatter(logging.Formatter):

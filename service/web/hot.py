@@ -26,6 +26,7 @@ from flask import Flask, current_app, request
 from werkzeug.http import http_date
 
 from service.infra import logs, metrics
+from service.infra.clock import PerSecond
 from service.infra.kept import Kept
 from service.infra.models import next_change_at
 from service.tallies import recent
@@ -125,7 +126,7 @@ class HotAnswers:
         request_id = logs.request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         headers = [*kept.headers, (logs.REQUEST_ID_HEADER, request_id)]
         if kept.dated:
-            headers.append(("Date", _date_now()))
+            headers.append(("Date", _http_date(int(time.time()))))
         start_response(kept.status, headers)
         seconds = time.perf_counter() - started
         metrics.latency_child(kept.endpoint, "GET", kept.status_code).observe(seconds)
@@ -168,16 +169,8 @@ class HotAnswers:
         return [body]
 
 
-def _date_now() -> str:
-    """`Sun, 06 Dec 2026 04:00:00 GMT`: this second's HTTP date, made once per second."""
-    global _date_text
-    second = int(time.time())
-    if _date_text[0] != second:
-        _date_text = (second, http_date(second))
-    return _date_text[1]
-
-
-_date_text: tuple[int, str] = (-1, "")
+# `Sun, 06 Dec 2026 04:00:00 GMT`: this second's HTTP date, made once a second.
+_http_date = PerSecond(http_date)
 
 
 def init_app(app: Flask) -> None:
