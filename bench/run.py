@@ -1,10 +1,12 @@
 """Pollbox against the ceiling of its own stack and the same job bare, in one run.
 
-Starts gunicorn with deploy/gunicorn.conf.py on loopback three times — Pollbox, a
-hello-world Flask app (bench/hello.py) and the same job bare (bench/bare.py) — and drives
-them with wrk in interleaved rounds, and prints for each row the medians of req/s and
-p50/p99 latency, and the median ratios to hello-world and to the bare job, for SQLite
-and PostgreSQL.
+Starts gunicorn with deploy/gunicorn.conf.py on loopback four times — Pollbox, a
+hello-world Flask app (bench/hello.py), the same job bare (bench/bare.py) and its vote
+with group commit (bench/bare_batched.py) — and drives them with wrk in interleaved
+rounds, and prints for each row the medians of req/s and p50/p99 latency, and the median
+ratios to hello-world and to the bare job, for SQLite and PostgreSQL; and the vote's
+ratio to the bare job with group commit, which tells how much of the bare job's time on
+this machine was its commits.
 
     .venv/bin/python bench/run.py [--db sqlite|postgresql|both] [--seconds 10] [--rounds 3]
 
@@ -69,12 +71,14 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def poll_rows(base: str, bare: str, owner_key: str, seconds: int) -> list[Result]:
+def poll_rows(base: str, bare: str, batched: str, owner_key: str,
+              seconds: int) -> list[Result]:
     """One round: each Pollbox row beside its bare reference, on fresh polls (wrk's
     client addresses start again each run)."""
-    polls = [create_poll(base, owner_key, duplicate_check="ip") for _ in range(2)]
+    polls = [create_poll(base, owner_key, duplicate_check="ip") for _ in range(3)]
     rows = []
     for name, server, poll in (("bare vote POST", bare, polls[0]),
+                               (BATCHED, batched, polls[2]),
                                ("vote POST", base, polls[1])):
         rows.append(wrk(name, f"{server}/api/v1/polls/{poll['id']}/votes", seconds,
                         "vote.lua", {"POLL": poll["id"],
@@ -91,9 +95,11 @@ def poll_rows(base: str, bare: str, owner_key: str, seconds: int) -> list[Result
     return rows
 
 
+BATCHED = "bare vote POST, group commit"
 # Each row's reference in the same run: the bare job's vote for a vote, its tallies read
 # for the reads.
-BARE_OF = {"vote POST": "bare vote POST", "tallies GET": "bare tallies GET",
+BARE_OF = {"vote POST": "bare vote POST", BATCHED: "bare vote POST",
+           "tallies GET": "bare tallies GET",
            "tallies GET, If-None-Match (304)": "bare tallies GET",
            "widget GET": "bare tallies GET"}
 
@@ -103,11 +109,13 @@ def bench_database(db: str, seconds: int, rounds: int, workdir: Path) -> None:
         owner = seed(env)
         with gunicorn("bench.hello:app", env, workdir / f"hello-{db}.log") as (hello, _), \
                 gunicorn("bench.bare:app", env, workdir / f"bare-{db}.log") as (bare, _), \
+                gunicorn("bench.bare_batched:app", env,
+                         workdir / f"bare-batched-{db}.log") as (batched, _), \
                 gunicorn("wsgi:app", env, workdir / f"pollbox-{db}.log") as (base, master):
             per_round = []
             for number in range(rounds):
                 row = [wrk("hello-world (ceiling)", f"{hello}/hello", seconds)]
-                row += poll_rows(base, bare, owner["key"], seconds)
+                row += poll_rows(base, bare, batched, owner["key"], seconds)
                 per_round.append({result.name: result for result in row})
                 print(f"{db}: round {number + 1} of {rounds} done", flush=True)
             rss = worker_rss_mb(master)
@@ -135,6 +143,9 @@ def print_table(db: str, per_round: list[dict[str, Result]], rss: list[float]) -
               f"| {ratio(name, 'hello-world (ceiling)'):.2f} "
               f"| {f'{ratio(name, bare):.2f}' if bare else ''} "
               f"| {sum(r[name].errors for r in per_round)} |")
+    print(f"vote POST / {BATCHED}: {ratio('vote POST', BATCHED):.2f}; p99 "
+          f"{median('vote POST', lambda r: r.p99_ms):.0f} ms against "
+          f"{median(BATCHED, lambda r: r.p99_ms):.0f} ms")
     print(f"worker RSS after the load: {', '.join(f'{mb:.0f} MB' for mb in rss)}")
 
 
