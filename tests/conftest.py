@@ -49,6 +49,23 @@ def unavailable(what: str, error: Exception):
     pytest.skip(message)
 
 
+def missing(what: str) -> None:
+    """A program the tests need is not installed: a failure with
+    POLLBOX_REQUIRE_SERVICES=1 (tests/run.sh installs them all), else a skip."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is missing (POLLBOX_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(f"{what} is missing")
+
+
+def nginx_binary() -> str:
+    """Debian's nginx, for the tests of deploy/nginx.conf (tests/run.sh installs it)."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found is None:
+        missing("nginx (apt-get install -y nginx-light)")
+    return found
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     try:

@@ -12,8 +12,14 @@ fi
 
 # Browser tests (tests/e2e/test_widget_browser.py): Debian's Chromium, never a browser
 # downloaded by `playwright install`, and axe-core from npm in a cache outside the repo.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# The proxy's tests (tests/e2e/test_proxy.py): Debian's nginx, run by the tests on their
+# own ports (the tests do not use the package's own service, which Debian may start).
+packages=""
+[ -x /usr/bin/chromium ] || packages="$packages chromium"
+[ -x /usr/sbin/nginx ] || packages="$packages nginx-light"
+if [ -n "$packages" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # shellcheck disable=SC2086 # one word per package
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages
 fi
 AXE_PREFIX="${XDG_CACHE_HOME:-$HOME/.cache}/pollbox/npm"
 export POLLBOX_AXE_JS="$AXE_PREFIX/node_modules/axe-core/axe.min.js"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import gc
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import yaml
+
+from tests.conftest import nginx_binary
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 HSTS_MIN_AGE_SECONDS = 365 * 24 * 3600
@@ -92,13 +92,10 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck():
 
 
 def test_nginx_config_is_accepted_by_nginx(tmp_path):
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = nginx_binary()
     text = (DEPLOY / "nginx.conf").read_text()
     assert "client_max_body_size" in text
     assert "proxy_buffering off" in text
-    if nginx is None:
-        pytest.skip("nginx is not installed")
     # The compose service names do not resolve here; the syntax check needs addresses.
     conf = tmp_path / "nginx.conf"
     conf.write_text(text.replace("app1:8000", "127.0.0.1:8001")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing
 
 CHROMIUM = Path(os.environ.get("POLLBOX_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -46,12 +46,6 @@ def run_axe(frame, axe_source: str) -> list[dict]:
         {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
         for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS
     ]
-
-
-def missing(what: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is missing (POLLBOX_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(f"{what} is missing")
 
 
 @pytest.fixture
