@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -67,28 +68,57 @@ def answer(body: dict, status: int) -> Response:
     return Response(json.dumps(body), status, mimetype="application/json")
 
 
-@app.post("/api/v1/polls/<poll_id>/votes")
-def vote(poll_id: str) -> Response:
+def ballot_of(poll_id: str) -> tuple[int, str] | None:
+    """The request's one choice, checked against the poll's options, and its voter: the
+    client address HMACed with the poll id. None when the choice is not valid."""
     body = request.get_json(silent=True) or {}
     choices = body.get("choices")
     if not (isinstance(choices, list) and len(choices) == 1
             and choices[0] in options_of(poll_id)):
-        return answer({"code": "validation_failed"}, 422)
+        return None
     voter = hmac.new(secret, f"{poll_id}:{request.remote_addr}".encode(),
                      hashlib.sha256).hexdigest()
-    if not client.set(f"bare:{{{poll_id}}}:seen:{voter}", 1, nx=True, ex=SEEN_SECONDS):
+    return choices[0], voter
+
+
+def cast(poll_id: str, *, claim: Callable[[str], bool], insert: Callable[[dict], None],
+         count: Callable[[tuple[str, str]], None]) -> Response:
+    """The vote, given how to claim the voter in Redis, insert the ballot and count it
+    (one at a time here; in batches in bench/bare_batched.py)."""
+    ballot = ballot_of(poll_id)
+    if ballot is None:
+        return answer({"code": "validation_failed"}, 422)
+    option, voter = ballot
+    seen = f"bare:{{{poll_id}}}:seen:{voter}"
+    if not claim(seen):
         return answer({"code": "duplicate_vote"}, 409)
     ballot_id = secrets.token_urlsafe(16)
     try:
-        with engine.connect() as connection:
-            connection.execute(ballots.insert().values(
-                id=ballot_id, poll_id=poll_id, option_id=choices[0], voter_hash=voter,
-                created_at=datetime.now(UTC)))
+        insert({"id": ballot_id, "poll_id": poll_id, "option_id": option,
+                "voter_hash": voter, "created_at": datetime.now(UTC)})
     except Exception:
-        client.delete(f"bare:{{{poll_id}}}:seen:{voter}")  # not recorded: may vote again
+        client.delete(seen)  # not recorded: may vote again
         raise
-    client.hincrby(f"bare:{{{poll_id}}}:tally", str(choices[0]), 1)
-    return answer({"id": ballot_id, "choices": choices}, 201)
+    count((f"bare:{{{poll_id}}}:tally", str(option)))
+    return answer({"id": ballot_id, "choices": [option]}, 201)
+
+
+def claim_one(seen: str) -> bool:
+    return bool(client.set(seen, 1, nx=True, ex=SEEN_SECONDS))
+
+
+def insert_one(row: dict) -> None:
+    with engine.connect() as connection:
+        connection.execute(ballots.insert().values(**row))
+
+
+def count_one(tally: tuple[str, str]) -> None:
+    client.hincrby(*tally, 1)
+
+
+@app.post("/api/v1/polls/<poll_id>/votes")
+def vote(poll_id: str) -> Response:
+    return cast(poll_id, claim=claim_one, insert=insert_one, count=count_one)
 
 
 @app.get("/api/v1/polls/<poll_id>/tallies")

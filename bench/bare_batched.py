@@ -12,16 +12,10 @@ Tallies are bench/bare.py's. Env as bench/bare.py's.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from datetime import UTC, datetime
-
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bench.bare import SEEN_SECONDS, answer, ballots, client, engine, options_of, secret
-from bench.bare import healthz as bare_healthz
+from bench.bare import SEEN_SECONDS, ballots, cast, client, engine, healthz
 from service.infra.batching import Coalescer
 
 
@@ -50,27 +44,9 @@ claims, inserts, counts = Coalescer(_claim), Coalescer(_insert), Coalescer(_coun
 
 app = Flask(__name__)
 app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
-app.get("/healthz")(bare_healthz)
+app.get("/healthz")(healthz)
 
 
 @app.post("/api/v1/polls/<poll_id>/votes")
 def vote(poll_id: str) -> Response:
-    body = request.get_json(silent=True) or {}
-    choices = body.get("choices")
-    if not (isinstance(choices, list) and len(choices) == 1
-            and choices[0] in options_of(poll_id)):
-        return answer({"code": "validation_failed"}, 422)
-    voter = hmac.new(secret, f"{poll_id}:{request.remote_addr}".encode(),
-                     hashlib.sha256).hexdigest()
-    seen = f"bare:{{{poll_id}}}:seen:{voter}"
-    if not claims.submit(seen):
-        return answer({"code": "duplicate_vote"}, 409)
-    ballot_id = secrets.token_urlsafe(16)
-    try:
-        inserts.submit({"id": ballot_id, "poll_id": poll_id, "option_id": choices[0],
-                        "voter_hash": voter, "created_at": datetime.now(UTC)})
-    except Exception:
-        client.delete(seen)  # not recorded: may vote again
-        raise
-    counts.submit((f"bare:{{{poll_id}}}:tally", str(choices[0])))
-    return answer({"id": ballot_id, "choices": choices}, 201)
+    return cast(poll_id, claim=claims.submit, insert=inserts.submit, count=counts.submit)
