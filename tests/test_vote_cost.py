@@ -199,3 +199,48 @@ def test_a_vote_holds_one_database_connection_at_a_time(make_app, make_poll):
                                           json={"choices": [poll["options"][0]["id"]]})
 
     assert response.status_code == 201
+
+
+def test_a_new_visitors_widget_asks_the_database_once_in_autocommit(app, stack, make_poll,
+                                                                    client):
+    """Whether a visitor not seen before voted is the database's to say, on every widget
+    read of hers: one SELECT on a connection of its own in autocommit (on PostgreSQL no
+    BEGIN and ROLLBACK round trips around it), given back before the page is made."""
+    poll = make_poll(duplicate_check="ip")
+    path = f"/polls/{poll['id']}/widget"
+    assert client.get(path).status_code == 200  # the poll is cached
+    seen: list[tuple[str, str | None, int]] = []
+
+    def record(conn, _cursor, statement, *_args) -> None:
+        seen.append((statement.split(None, 1)[0],
+                     conn.get_execution_options().get("isolation_level"),
+                     conn.engine.pool.checkedout()))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.get(path, environ_overrides={"REMOTE_ADDR": "198.51.100.20"})
+        checked_out_after = engine.pool.checkedout()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200
+    assert seen == [("SELECT", "AUTOCOMMIT", 1)]  # the only connection held, its own
+    assert checked_out_after == 0
+
+
+@pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
+def test_a_widget_read_holds_one_database_connection_at_a_time(make_app, make_poll):
+    """A widget read whose poll came from the database (not cached) asks whether its
+    visitor voted in the same transaction: with every connection of the pool held by
+    such reads, none could get a second one."""
+    poll = make_poll(duplicate_check="ip")
+    server = make_app(SQLALCHEMY_ENGINE_OPTIONS={
+        "pool_size": 1, "max_overflow": 0, "pool_timeout": 2})
+
+    response = server.test_client().get(f"/polls/{poll['id']}/widget")
+
+    assert response.status_code == 200
+    assert b'name="choice"' in response.data  # not voted: the form
+
