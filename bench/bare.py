@@ -26,12 +26,19 @@ import sqlalchemy as sa
 from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service.infra.config import database_uri
+from service.infra.config import (
+    DEFAULT_DATABASE_MAX_OVERFLOW,
+    DEFAULT_DATABASE_POOL_SIZE,
+    database_uri,
+)
 
 SEEN_SECONDS = 30 * 24 * 3600
 
-engine = sa.create_engine(database_uri(os.environ["DATABASE_URL"], "."),
-                          isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=10)
+# Pollbox's pool, sized as Pollbox's is (DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW).
+engine = sa.create_engine(
+    database_uri(os.environ["DATABASE_URL"], "."), isolation_level="AUTOCOMMIT",
+    pool_size=int(os.environ.get("DATABASE_POOL_SIZE", DEFAULT_DATABASE_POOL_SIZE)),
+    max_overflow=int(os.environ.get("DATABASE_MAX_OVERFLOW", DEFAULT_DATABASE_MAX_OVERFLOW)))
 metadata = sa.MetaData()
 ballots = sa.Table(
     "bare_ballots", metadata,

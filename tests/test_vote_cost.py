@@ -244,3 +244,27 @@ def test_a_widget_read_holds_one_database_connection_at_a_time(make_app, make_po
     assert response.status_code == 200
     assert b'name="choice"' in response.data  # not voted: the form
 
+
+@pytest.mark.parametrize("stack", ["sqlite-redis", "postgresql-redis"], indirect=True)
+def test_the_pool_keeps_every_connection_it_opens(app):
+    """No connection is opened for one request and closed after it: a gevent worker
+    serves far more requests at once than it has connections, and each one past the
+    pool would open its own (on PostgreSQL a new server process). Holding as many as the
+    pool may open, then giving them back, closes none."""
+    opened, closed = [], []
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine.pool, "connect", lambda *_args: opened.append(1))
+    sa.event.listen(engine.pool, "close", lambda *_args: closed.append(1))
+    most = app.config["DATABASE_POOL_SIZE"] + app.config["DATABASE_MAX_OVERFLOW"]
+    kept_before = engine.pool.checkedin()  # what creating the app and its owner opened
+
+    held = [engine.connect() for _ in range(most)]
+    for connection in held:
+        connection.close()
+
+    assert len(opened) == most - kept_before
+    assert closed == []
+    assert engine.pool.checkedin() == most
+    with engine.connect():  # one of those kept, not a new one
+        assert len(opened) == most - kept_before

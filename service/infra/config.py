@@ -31,9 +31,14 @@ DEFAULT_RETENTION_PURGE_INTERVAL_SECONDS = 3600
 # Per worker process: gunicorn runs WEB_CONCURRENCY of them, so a deployment opens up to
 # workers x (pool + overflow) database connections; keep that below PostgreSQL's
 # max_connections (100 by default). Reads of polls and tallies use no connection while
-# cached (service/polls/cache.py): connections serve votes and owners' requests.
-DEFAULT_DATABASE_POOL_SIZE = 10
-DEFAULT_DATABASE_MAX_OVERFLOW = 10
+# cached (service/polls/cache.py): connections serve votes, new visitors' widgets and
+# owners' requests. No overflow: a gevent worker serves far more requests at once than
+# it has connections, and an overflow connection is closed as soon as it is given back,
+# so under load every request past the pool opened and closed one of its own (on
+# PostgreSQL a new server process each time: the bench's votes and new visitors' widget
+# reads ran at about half their speed). The pool keeps the 20 it may open.
+DEFAULT_DATABASE_POOL_SIZE = 20
+DEFAULT_DATABASE_MAX_OVERFLOW = 0
 # Per worker process: a gevent worker serves up to 1,000 requests at once; beyond this
 # many Redis connections, requests wait (up to the socket timeout) for a free one.
 DEFAULT_REDIS_MAX_CONNECTIONS = 64
