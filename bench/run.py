@@ -90,18 +90,23 @@ def poll_rows(base: str, bare: str, batched: str, owner_key: str,
     etag = urllib.request.urlopen(tallies).headers["ETag"]
     rows.append(wrk("tallies GET, If-None-Match (304)", tallies, seconds, "conditional.lua",
                     {"ETAG": etag}))
-    rows.append(wrk("widget GET", f"{base}/polls/{polls[1]['id']}/widget", seconds))
+    widget = f"{base}/polls/{polls[1]['id']}/widget"
+    rows.append(wrk("widget GET", widget, seconds))
+    rows.append(wrk(NEW_VISITOR, widget, seconds, "widget_new_visitor.lua"))
     rows.append(wrk("embed.js GET", f"{base}/embed.js", seconds))
     return rows
 
 
 BATCHED = "bare vote POST, group commit"
+# The widget as page views bring it: a visitor not seen before each time, whose voted
+# state the database tells (the row above is one visitor reading again and again).
+NEW_VISITOR = "widget GET, a new visitor each read"
 # Each row's reference in the same run: the bare job's vote for a vote, its tallies read
 # for the reads.
 BARE_OF = {"vote POST": "bare vote POST", BATCHED: "bare vote POST",
            "tallies GET": "bare tallies GET",
            "tallies GET, If-None-Match (304)": "bare tallies GET",
-           "widget GET": "bare tallies GET"}
+           "widget GET": "bare tallies GET", NEW_VISITOR: "bare tallies GET"}
 
 
 def bench_database(db: str, seconds: int, rounds: int, workdir: Path) -> None:
