@@ -406,23 +406,35 @@ def own_ballot(*, session: Session, poll, voter: Voter, secret: str) -> Ballot |
 
 
 def has_voted(*, session: Session | scoped_session, poll, voter: Voter, secret: str) -> bool:
-    """Whether this browser (or, where the poll checks addresses, this address) voted.
+    """Whether this browser (or, where the poll checks addresses, this address) voted."""
+    return voted_as(session=session, poll_id=poll.id,
+                    identities=voted_identities(poll=poll, voter=voter, secret=secret))
+
+
+def voted_identities(*, poll, voter: Voter, secret: str) -> tuple[str | None, str | None]:
+    """What has_voted looks a voter up by: her cookie's keyed hash (None for a new
+    cookie) and her address's (None where the poll does not check addresses)."""
+    cookie = None if voter.cookie_is_new else keyed_hash(secret, poll.id, "cookie",
+                                                          voter.cookie_id)
+    address = (keyed_hash(secret, poll.id, "ip", voter.address)
+               if "ip" in CHECKED_IDENTITIES[poll.duplicate_check] else None)
+    return cookie, address
+
+
+def voted_as(*, session: Session | scoped_session, poll_id: str,
+             identities: tuple[str | None, str | None]) -> bool:
+    """Whether a ballot of the poll has either of these identities (voted_identities).
 
     Asked on every widget read of a visitor not seen before, so read as cheaply as the
     database allows: a statement built once, on a connection of its own in autocommit
     while the session holds no transaction (on PostgreSQL the SELECT alone, without the
     BEGIN and ROLLBACK round trips of a session's read); in the session's transaction
     when it holds one (a request holds one connection at a time)."""
-    by_cookie = not voter.cookie_is_new
-    by_address = "ip" in CHECKED_IDENTITIES[poll.duplicate_check]
-    if not (by_cookie or by_address):
+    cookie, address = identities
+    if cookie is None and address is None:
         return False
-    parameters = {"poll_id": poll.id}
-    if by_cookie:
-        parameters["cookie_hash"] = keyed_hash(secret, poll.id, "cookie", voter.cookie_id)
-    if by_address:
-        parameters["ip_hash"] = keyed_hash(secret, poll.id, "ip", voter.address)
-    statement = _VOTED[by_cookie, by_address]
+    parameters = {"poll_id": poll_id, "cookie_hash": cookie, "ip_hash": address}
+    statement = _VOTED[cookie is not None, address is not None]
     if _current(session).in_transaction():
         return bool(session.scalar(statement, parameters))
     with session.get_bind().connect().execution_options(

@@ -13,7 +13,7 @@ from service.infra import kinds
 from service.infra.clock import now
 from service.infra.db import db
 from service.infra.errors import ServiceError, ValidationFailed
-from service.infra.identity import Voter, keyed_hash
+from service.infra.identity import Voter
 from service.infra.models import challenge_on, is_full
 from service.infra.redis import redis_handle
 from service.polls import cache as poll_cache
@@ -23,7 +23,7 @@ from service.voting.app import voting
 from service.voting.ballot import Ballot
 from service.voting.cast import Refused
 from service.voting.change import change
-from service.voting.records import has_voted, own_ballot
+from service.voting.records import own_ballot, voted_as, voted_identities
 from service.voting.schemas import VoteSchema
 from service.web.urls import own_origin
 from service.web.voter import current_voter, vote_facts
@@ -100,16 +100,14 @@ def widget(poll_id: str):
 
 def _has_voted(poll, voter: Voter, *, secret: str, tally: tuple | None) -> bool:
     """`records.has_voted`, remembered per process while the poll's tally is unchanged."""
+    identities = voted_identities(poll=poll, voter=voter, secret=secret)
     if tally is None or poll.version is None:
-        return has_voted(session=db.session, poll=poll, voter=voter, secret=secret)
-    cookie = None if voter.cookie_is_new else keyed_hash(secret, poll.id, "cookie",
-                                                          voter.cookie_id)
-    key = (poll.id, poll.version, cookie, keyed_hash(secret, poll.id, "ip", voter.address),
-           tally)
+        return voted_as(session=db.session, poll_id=poll.id, identities=identities)
+    key = (poll.id, poll.version, identities, tally)
     states = current_app.extensions[VOTER_STATES_EXTENSION]
     voted = states.get(key)
     if voted is None:
-        voted = has_voted(session=db.session, poll=poll, voter=voter, secret=secret)
+        voted = voted_as(session=db.session, poll_id=poll.id, identities=identities)
         states.put(key, voted)
     return voted
 
