@@ -64,7 +64,7 @@ def bench(db: str, seconds: int, rounds: int, workdir: Path) -> None:
                         extra |= {"THREADS": str(THREADS), "SOLUTIONS": str(solutions(
                             poll["id"], SOLUTIONS_PER_SECOND * seconds,
                             workdir / f"solutions-{round_}.txt"))}
-                    script = "vote_pow.lua" if challenge == "pow" else "vote.lua"
+                    script = "vote_pow.lua" if challenge == "pow" else "new_client.lua"
                     result = wrk(f"vote POST, challenge {challenge}",
                                  f"{base}/api/v1/polls/{poll['id']}/votes", seconds, script,
                                  extra)

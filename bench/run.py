@@ -81,8 +81,7 @@ def poll_rows(base: str, bare: str, batched: str, owner_key: str,
                                (BATCHED, batched, polls[2]),
                                ("vote POST", base, polls[1])):
         rows.append(wrk(name, f"{server}/api/v1/polls/{poll['id']}/votes", seconds,
-                        "vote.lua", {"POLL": poll["id"],
-                                     "OPTION": str(poll["options"][0]["id"])}))
+                        "new_client.lua", {"OPTION": str(poll["options"][0]["id"])}))
     rows.append(wrk("bare tallies GET", f"{bare}/api/v1/polls/{polls[0]['id']}/tallies",
                     seconds))
     tallies = f"{base}/api/v1/polls/{polls[1]['id']}/tallies"
@@ -92,7 +91,7 @@ def poll_rows(base: str, bare: str, batched: str, owner_key: str,
                     {"ETAG": etag}))
     widget = f"{base}/polls/{polls[1]['id']}/widget"
     rows.append(wrk("widget GET", widget, seconds))
-    rows.append(wrk(NEW_VISITOR, widget, seconds, "widget_new_visitor.lua"))
+    rows.append(wrk(NEW_VISITOR, widget, seconds, "new_client.lua"))
     rows.append(wrk("embed.js GET", f"{base}/embed.js", seconds))
     return rows
 
